@@ -1,0 +1,45 @@
+# OpenNSPS — everything installs itself: uv is bootstrapped from PyPI, dependencies come
+# from the committed uv.lock. Nothing needs to be installed by hand.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+CONFIG ?= opennsps.example.yaml
+
+.PHONY: run test lint typecheck bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --python $(PYTHON) --quiet
+	touch $@
+
+## run: start the gateway on 127.0.0.1:8700 with SQLite at ./var/opennsps.db
+run: $(VENV)/.synced
+	$(VENV)/bin/opennsps serve --config $(CONFIG)
+
+## test: lint, type-check and run every test (SQLite and PostgreSQL)
+test: $(VENV)/.synced lint typecheck
+	$(VENV)/bin/python -m tools.ensure_postgres
+	$(VENV)/bin/pytest -q
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/ruff format --check src tests bench tools
+
+typecheck: $(VENV)/.synced
+	$(VENV)/bin/mypy src
+
+## bench: run every benchmark and print a summary table (results in bench/results/)
+bench: $(VENV)/.synced
+	$(VENV)/bin/python -m tools.ensure_postgres
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

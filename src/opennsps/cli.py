@@ -1,0 +1,262 @@
+"""The `opennsps` command line."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from opennsps.config import ConfigError, Settings, describe_settings, load_settings, redact_url
+from opennsps.store.event_store import EventStore
+
+app = typer.Typer(
+    help="OpenNSPS: the provisioning gateway for PortaBilling ESPF events.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the event store's schema.", no_args_is_help=True)
+events_app = typer.Typer(help="Look at stored ESPF events.", no_args_is_help=True)
+rejected_app = typer.Typer(help="Look at ESPF requests that were refused.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(events_app, name="events")
+app.add_typer(rejected_app, name="rejected")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML configuration file (default: $OPENNSPS_CONFIG, else ./opennsps.yaml).",
+        show_default=False,
+    ),
+]
+
+_RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _settings(path: Path | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    match = _RELATIVE.fullmatch(value.strip())
+    if match:
+        return datetime.now(UTC) - timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            "use a duration such as 30m, 2h, 7d, or an ISO time such as 2026-11-01T08:00"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _store(settings: Settings) -> EventStore:
+    store = EventStore(settings.store)
+    try:
+        store.upgrade()
+    except Exception as exc:
+        err.print(
+            f"[red]error:[/red] cannot open the store {redact_url(settings.store.url)}: {exc}",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+    return store
+
+
+def _time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Override server.host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override server.port.")] = None,
+) -> None:
+    """Run the gateway (ESPF ingress, operations endpoints) until interrupted."""
+    import uvicorn
+
+    from opennsps.app import create_app
+    from opennsps.logging import configure_logging
+
+    settings = _settings(config)
+    configure_logging(settings.logging.level)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.server.host,
+        port=port if port is not None else settings.server.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[Path, typer.Argument(help="The YAML file to check.")],
+    show: Annotated[
+        bool, typer.Option(help="Print the effective settings (secrets masked).")
+    ] = False,
+) -> None:
+    """Validate a configuration file (with OPENNSPS_* overrides applied); exit 2 if invalid."""
+    settings = _settings(file)
+    out.print(f"{file}: OK ({len(settings.ingress.sources)} ESPF source(s))")
+    if show:
+        out.print_json(orjson.dumps(describe_settings(settings)).decode())
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply pending schema migrations (also done at start-up)."""
+    from opennsps.store import migrate
+    from opennsps.store.engine import build_engine
+
+    settings = _settings(config)
+    engine = build_engine(settings.store)
+    try:
+        before, after = migrate.upgrade(engine)
+    except Exception as exc:
+        err.print(f"[red]error:[/red] migration failed: {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    where = redact_url(settings.store.url)
+    if before == after:
+        out.print(f"{where}: schema already at {after}")
+    else:
+        out.print(f"{where}: schema upgraded from {before or 'empty'} to {after}")
+
+
+@events_app.command("list")
+def events_list(
+    config: ConfigOption = None,
+    event_type: Annotated[
+        str | None, typer.Option("--type", help="Event type, e.g. Subscriber/Created or SIM/*.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Received since: 30m, 2h, 7d or an ISO time.")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="Only this ESPF source.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """List stored events, newest first."""
+    store = _store(_settings(config))
+    try:
+        rows = store.list_events(
+            event_type=event_type, source=source, since=_parse_since(since), limit=limit
+        )
+    finally:
+        store.close()
+    table = Table(title=f"{len(rows)} event(s), newest first")
+    for column in ("received (UTC)", "event_id", "source", "i_event", "event_type", "entity"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            _time(row.received_at),
+            row.event_id,
+            row.source,
+            str(row.i_event),
+            row.event_type,
+            row.entity_key or "",
+        )
+    out.print(table)
+
+
+@events_app.command("show")
+def events_show(
+    event_id: Annotated[str, typer.Argument(help="The event's UUID.")],
+    config: ConfigOption = None,
+) -> None:
+    """Show one event in full (JSON)."""
+    store = _store(_settings(config))
+    try:
+        row = store.get_event(event_id)
+    finally:
+        store.close()
+    if row is None:
+        err.print(f"[red]error:[/red] no event {event_id}", markup=True, highlight=False)
+        raise typer.Exit(1)
+    out.print_json(
+        orjson.dumps(
+            {
+                "event_id": row.event_id,
+                "seq": row.seq,
+                "source": row.source,
+                "i_env": row.i_env,
+                "i_event": row.i_event,
+                "event_type": row.event_type,
+                "variables": row.variables,
+                "entity": row.entity_key,
+                "event_time": row.event_time,
+                "received_at": row.received_at,
+                "request_id": row.request_id,
+                "unique_id": row.unique_id,
+                "raw_body": row.raw_body,
+            }
+        ).decode()
+    )
+
+
+@rejected_app.command("list")
+def rejected_list(
+    config: ConfigOption = None,
+    since: Annotated[
+        str | None, typer.Option(help="Received since: 30m, 2h, 7d or an ISO time.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    full: Annotated[bool, typer.Option(help="Print each as JSON with headers and body.")] = False,
+) -> None:
+    """List refused ESPF requests (ESPF drops a 4xx event for good: this is your copy)."""
+    store = _store(_settings(config))
+    try:
+        rows = store.list_rejected(since=_parse_since(since), limit=limit)
+    finally:
+        store.close()
+    if full:
+        for row in rows:
+            out.print_json(orjson.dumps({"id": row.id, **row.request.__dict__}).decode())
+        return
+    table = Table(title=f"{len(rows)} rejected request(s), newest first")
+    for column in ("received (UTC)", "id", "source", "status", "error", "reason", "request_id"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        r = row.request
+        table.add_row(
+            _time(r.received_at),
+            str(row.id),
+            r.source or "",
+            str(r.http_status),
+            r.error,
+            r.reason,
+            r.request_id or "",
+        )
+    out.print(table)
+
+
+def main() -> None:
+    app(prog_name="opennsps")
+
+
+if __name__ == "__main__":
+    main()

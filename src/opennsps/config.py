@@ -1,0 +1,269 @@
+"""Configuration: one YAML file plus OPENNSPS_* environment overrides, validated at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "OPENNSPS_"
+ENV_CONFIG_PATH = "OPENNSPS_CONFIG"
+ENV_NESTING = "__"
+DEFAULT_CONFIG_FILE = "opennsps.yaml"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` lists each as `key: what is wrong`."""
+
+    def __init__(self, problems: list[str], origin: str) -> None:
+        self.problems = problems
+        self.origin = origin
+        super().__init__(f"invalid configuration ({origin}):\n  " + "\n  ".join(problems))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=0, le=65535)
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class StoreConfig(_Section):
+    url: str = "sqlite:///./var/opennsps.db"
+    commit_timeout: float = Field(default=10.0, gt=0)
+    max_batch: int = Field(default=256, ge=1, le=10_000)
+    busy_timeout: float = Field(default=5.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    pool_size: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+psycopg:")):
+            raise ValueError("must be sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+        return value
+
+
+class BasicAuth(_Section):
+    scheme: Literal["basic"] = "basic"
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+    @field_validator("username")
+    @classmethod
+    def _no_colon(cls, value: str) -> str:
+        if ":" in value:
+            raise ValueError("must not contain ':' (Basic credentials are 'user:password')")
+        return value
+
+
+class CustomAuth(_Section):
+    scheme: Literal["custom"]
+    auth_type: str = Field(min_length=1, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+    credentials: SecretStr
+
+
+class SignatureAuth(_Section):
+    scheme: Literal["signature"]
+    keys: dict[str, SecretStr] = Field(min_length=1)
+    max_clock_skew: float = Field(default=300.0, gt=0)
+
+
+class BearerAuth(_Section):
+    scheme: Literal["bearer"]
+    keys: list[SecretStr] = Field(min_length=1)
+    leeway: float = Field(default=0.0, ge=0)
+
+
+AuthConfig = Annotated[
+    BasicAuth | CustomAuth | SignatureAuth | BearerAuth, Field(discriminator="scheme")
+]
+
+
+class SourceConfig(_Section):
+    """One PortaBilling environment that posts events to /espf/events/{name}."""
+
+    i_env: int | None = None
+    auth: AuthConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _basic_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("auth"), dict):
+            auth = dict(data["auth"])
+            auth.setdefault("scheme", "basic")
+            if isinstance(auth["scheme"], str):
+                auth["scheme"] = auth["scheme"].lower()
+            data = {**data, "auth": auth}
+        return data
+
+    @model_validator(mode="after")
+    def _bearer_needs_i_env(self) -> SourceConfig:
+        if isinstance(self.auth, BearerAuth) and self.i_env is None:
+            raise ValueError("a source with bearer auth needs 'i_env' (the token's i_env claim)")
+        return self
+
+
+class IngressConfig(_Section):
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    rejected_body_bytes: int = Field(default=64 * 1024, ge=0)
+    default_source: str = "default"
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        for name in value:
+            if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"source name {name!r} must be 1-64 letters, digits, '-' or '_'")
+        return value
+
+
+class Settings(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the YAML file (if any), apply OPENNSPS_* overrides and validate.
+
+    With no path, OPENNSPS_CONFIG names the file, else ./opennsps.yaml when it exists,
+    else the built-in defaults apply.
+    """
+    env = os.environ if environ is None else environ
+    chosen = path if path is not None else env.get(ENV_CONFIG_PATH)
+    if chosen is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        chosen = DEFAULT_CONFIG_FILE
+    origin = str(chosen) if chosen is not None else "built-in defaults"
+    data = _read_yaml(Path(chosen)) if chosen is not None else {}
+    overrides = _environment_overrides(env)
+    for keys, value in overrides:
+        _set_nested(data, keys, value, origin)
+    if overrides:
+        origin += " + environment"
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc), origin) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file: {exc.strerror}"], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"not valid YAML{where}: {problem}"], str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(["the top level must be a mapping of sections"], str(path))
+    return data
+
+
+def _environment_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any]]:
+    found = []
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_PATH:
+            continue
+        keys = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
+        if not all(keys):
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        # Secrets and names stay text even when they look like numbers.
+        if isinstance(value, dict | list) and not raw.lstrip().startswith(("{", "[")):
+            value = raw
+        found.append((keys, value))
+    return found
+
+
+def _set_nested(data: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:
+    node = data
+    for depth, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            where = ".".join(keys[: depth + 1])
+            raise ConfigError([f"{where}: is not a section, cannot override {keys}"], origin)
+        node = child
+    node[keys[-1]] = value
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        # Drop the discriminator tag pydantic inserts into the location of an auth block.
+        if "auth" in loc:
+            at = loc.index("auth")
+            if at + 1 < len(loc) and loc[at + 1] in {"basic", "custom", "signature", "bearer"}:
+                del loc[at + 1]
+        key = ".".join(loc) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; docs/configuration.md lists every key)"
+        elif error["type"] == "union_tag_invalid":
+            message = "scheme must be one of basic, custom, signature, bearer"
+        elif error["type"] == "missing":
+            message = "is required"
+        shown = "" if error["type"] in {"missing", "extra_forbidden"} else _shown(error)
+        problems.append(f"{key}: {message}{shown}")
+    return problems
+
+
+def _shown(error: Any) -> str:
+    value = error.get("input")
+    if isinstance(value, dict | list) or value is None:
+        return ""
+    if any(
+        word in ".".join(map(str, error["loc"])) for word in ("password", "credentials", "keys")
+    ):
+        return ""
+    return f" (got {value!r})"
+
+
+def describe_settings(settings: Settings) -> dict[str, Any]:
+    """The effective settings with every secret masked, for `config check` and logs."""
+    dumped: dict[str, Any] = settings.model_dump(mode="json")
+    dumped["store"]["url"] = redact_url(settings.store.url)
+    return dumped
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password replaced, safe to print."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

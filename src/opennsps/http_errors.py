@@ -1,0 +1,66 @@
+"""JSON error answers in the NSPS ErrorResponse shape for every HTTP surface of OpenNSPS."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from opennsps.domain.errors import ErrorType, error_body
+from opennsps.logging import get_logger
+
+log = get_logger(__name__)
+
+_TYPE_OF_STATUS = {
+    401: ErrorType.AUTHENTICATION,
+    403: ErrorType.AUTHENTICATION,
+    429: ErrorType.RATE_LIMIT,
+    503: ErrorType.SERVICE,
+}
+
+
+def json_response(
+    body: object, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
+    )
+
+
+def error_response(
+    status_code: int,
+    message: str,
+    error: str,
+    error_type: ErrorType | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    chosen = error_type or _TYPE_OF_STATUS.get(
+        status_code, ErrorType.INTERNAL if status_code >= 500 else ErrorType.VALIDATION
+    )
+    return json_response(error_body(message, error, chosen), status_code, headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = exc.detail.lower().replace(" ", "_") if isinstance(exc.detail, str) else "error"
+        return error_response(exc.status_code, str(exc.detail), code, headers=exc.headers)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return error_response(422, details or "invalid request", "invalid_request")
+
+    async def unexpected_error(_: Request, exc: Exception) -> Response:
+        log.error("unhandled error", exc_info=exc)
+        return error_response(500, "internal error; see the server log", "internal_error")
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,1 @@
+"""The ESPF webhook: authentication schemes, validation and the answers ESPF expects."""

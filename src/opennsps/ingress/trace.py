@@ -1,0 +1,60 @@
+"""Trace ids: `x-b3-traceid` becomes `request_id`, `x-request-id` becomes `unique_id`.
+
+Both are read from the request (generated when absent), bound to every log line written
+while the request is handled, and returned in the response headers.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+TRACE_HEADER = "x-b3-traceid"
+REQUEST_ID_HEADER = "x-request-id"
+MAX_ID_LENGTH = 128
+_SAFE_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1").strip()
+            return text if _SAFE_ID.fullmatch(text) else None
+    return None
+
+
+def trace_ids(scope: Scope) -> tuple[str, str]:
+    """The (request_id, unique_id) that TraceIdMiddleware put on this request."""
+    state: dict[str, Any] = scope.get("state", {})
+    return state["request_id"], state["unique_id"]
+
+
+class TraceIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _header(scope, TRACE_HEADER.encode()) or uuid.uuid4().hex
+        unique_id = _header(scope, REQUEST_ID_HEADER.encode()) or str(uuid.uuid4())
+        scope.setdefault("state", {})
+        scope["state"]["request_id"] = request_id
+        scope["state"]["unique_id"] = unique_id
+        extra = [
+            (TRACE_HEADER.encode(), request_id.encode()),
+            (REQUEST_ID_HEADER.encode(), unique_id.encode()),
+        ]
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id, unique_id=unique_id):
+            await self.app(scope, receive, send_with_ids)

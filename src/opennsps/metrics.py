@@ -1,0 +1,42 @@
+"""Prometheus metrics of the process (one registry per process, as Prometheus expects)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_RECEIVED = Counter(
+    "opennsps_events_received_total",
+    "ESPF ingress requests by event type and outcome.",
+    ["event_type", "outcome"],
+)
+INGRESS_LATENCY = Histogram(
+    "opennsps_ingress_latency_seconds",
+    "Time from the start of an ESPF request to its answer.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+STORE_COMMIT_LATENCY = Histogram(
+    "opennsps_store_commit_seconds",
+    "Duration of one group-commit transaction (insert and commit).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+STORE_COMMIT_BATCH = Histogram(
+    "opennsps_store_commit_batch_size",
+    "Items written by one group-commit transaction.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+STORE_COMMIT_FAILURES = Counter(
+    "opennsps_store_commit_failures_total",
+    "Group-commit transactions that failed (the callers were answered 503).",
+)
+STORE_UP = Gauge(
+    "opennsps_store_up",
+    "1 when the last store write or probe succeeded, else 0.",
+)
+
+
+def observe_commit(size: int, seconds: float, ok: bool) -> None:
+    STORE_COMMIT_BATCH.observe(size)
+    STORE_COMMIT_LATENCY.observe(seconds)
+    if not ok:
+        STORE_COMMIT_FAILURES.inc()
+    STORE_UP.set(1 if ok else 0)

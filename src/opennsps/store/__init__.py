@@ -1,0 +1,1 @@
+"""The event store: one interface, two engines (SQLite embedded, PostgreSQL shared)."""
