@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from opennsps.app import create_app
+from opennsps.config import Settings
+from opennsps.logging import configure_logging
+from opennsps.store.event_store import EventStore
+from tests.support import running, settings_for
+from tools.ensure_postgres import ensure as ensure_postgres
+
+ADMIN_URL = os.environ.get(
+    "OPENNSPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    configure_logging("warning")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    ensure_postgres()
+    return ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"opennsps_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = postgres_admin_url.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'opennsps.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def settings(store_url: str) -> Settings:
+    return settings_for(store_url)
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def gateway(app: FastAPI) -> Iterator[str]:
+    """The base URL of a real OpenNSPS server on 127.0.0.1 (store engine per `store_url`)."""
+    with running(app) as url:
+        yield url
+
+
+@pytest.fixture
+def store(app: FastAPI, gateway: str) -> EventStore:
+    event_store: EventStore = app.state.store
+    return event_store

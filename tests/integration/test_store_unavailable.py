@@ -1,0 +1,82 @@
+"""When the store cannot commit, ESPF gets 503 (it sends again) and nothing is half-written."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from opennsps.app import create_app
+from opennsps.store.event_store import EventStore
+from tests.support import basic_header, event_body, running, settings_for
+from tests.tcp_proxy import TcpProxy
+
+AUTH = basic_header()
+
+
+def post(url: str, i_event: int) -> httpx.Response:
+    return httpx.post(f"{url}/espf/events", json=event_body(i_event), headers=AUTH, timeout=15)
+
+
+def test_sqlite_locked_by_another_process_gives_503_then_recovers(tmp_path: Path) -> None:
+    db = tmp_path / "opennsps.db"
+    settings = settings_for(f"sqlite:///{db}", busy_timeout=0.2, commit_timeout=3)
+    app = create_app(settings)
+    with running(app) as url:
+        store: EventStore = app.state.store
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            responses = [post(url, i) for i in (1, 2, 3)]
+            assert [r.status_code for r in responses] == [503, 503, 503]
+            body = responses[0].json()
+            assert body["error"] == "store_unavailable" and body["type"] == "service_error"
+            assert responses[0].headers["retry-after"] == "5"
+            assert httpx.get(f"{url}/ready").status_code == 503
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert store.count_events() == 0
+        assert httpx.get(f"{url}/ready").status_code == 200
+        # ESPF sends the same events again: each is stored once.
+        assert [post(url, i).status_code for i in (1, 2, 3, 1)] == [200, 200, 200, 200]
+        assert sorted(e.i_event for e in store.list_events()) == [1, 2, 3]
+
+
+@pytest.fixture
+def proxied_postgres(postgres_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    parts = urlsplit(postgres_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    port = proxy.start()
+    netloc = f"{parts.username}@127.0.0.1:{port}" if parts.username else f"127.0.0.1:{port}"
+    yield proxy, urlunsplit(parts._replace(netloc=netloc))
+    proxy.close()
+
+
+@pytest.mark.postgres
+def test_postgres_going_away_gives_503_then_recovers(
+    proxied_postgres: tuple[TcpProxy, str], postgres_url: str
+) -> None:
+    proxy, url_through_proxy = proxied_postgres
+    settings = settings_for(url_through_proxy, connect_timeout=1, commit_timeout=4)
+    app = create_app(settings)
+    with running(app) as url:
+        assert post(url, 1).status_code == 200
+        proxy.cut()
+        try:
+            assert [post(url, i).status_code for i in (2, 3)] == [503, 503]
+            assert httpx.get(f"{url}/ready", timeout=10).status_code == 503
+        finally:
+            proxy.restore()
+        assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
+        assert [post(url, i).status_code for i in (2, 3, 2)] == [200, 200, 200]
+    # Read back directly, not through the proxy.
+    direct = EventStore(settings_for(postgres_url).store)
+    try:
+        assert sorted(e.i_event for e in direct.list_events()) == [1, 2, 3]
+    finally:
+        direct.close()

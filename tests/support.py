@@ -1,0 +1,186 @@
+"""Helpers shared by the tests: a real uvicorn server in a thread, ESPF request builders."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from opennsps.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+BASIC_USER, BASIC_PASSWORD = "username", "secret"
+CUSTOM_TYPE, CUSTOM_CREDENTIALS = "Plain", "passexample"
+SIGNATURE_KEYS = {"test": "signature", "next": "rotated-signature-key"}
+BEARER_KEYS = ["superkey-superkey-superkey-32byt", "rotated-bearer-key-rotated-32byte"]
+BEARER_I_ENV = 3
+
+
+def settings_for(store_url: str, **store: Any) -> Settings:
+    """Settings with one source per authentication scheme, as the tests use them."""
+    return Settings.model_validate(
+        {
+            "store": {"url": store_url, **store},
+            "ingress": {
+                "sources": {
+                    "default": {
+                        "i_env": 1,
+                        "auth": {"username": BASIC_USER, "password": BASIC_PASSWORD},
+                    },
+                    "custom": {
+                        "auth": {
+                            "scheme": "custom",
+                            "auth_type": CUSTOM_TYPE,
+                            "credentials": CUSTOM_CREDENTIALS,
+                        }
+                    },
+                    "signed": {"i_env": 2, "auth": {"scheme": "signature", "keys": SIGNATURE_KEYS}},
+                    "jwt": {
+                        "i_env": BEARER_I_ENV,
+                        "auth": {"scheme": "bearer", "keys": BEARER_KEYS},
+                    },
+                }
+            },
+        }
+    )
+
+
+def basic_header(user: str = BASIC_USER, password: str = BASIC_PASSWORD) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def signature_header(
+    key_id: str = "test", key: str = SIGNATURE_KEYS["test"], at: float | None = None
+) -> dict[str, str]:
+    """Appendix A: HMAC-SHA1 of the Date header's value with the key, base64-encoded."""
+    date = formatdate(at if at is not None else time.time(), usegmt=True)
+    digest = hmac.new(key.encode(), date.encode(), hashlib.sha1).digest()
+    signature = base64.b64encode(digest).decode()
+    return {
+        "Date": date,
+        "Authorization": (
+            f'Signature keyId="{key_id}",algorithm="hmac-sha1",signature="{signature}"'
+        ),
+    }
+
+
+def event_body(
+    i_event: int | str, event_type: str = "Subscriber/Created", **variables: Any
+) -> dict[str, Any]:
+    if not variables and event_type.split("/")[0] in {"Subscriber", "Account", "SIM"}:
+        variables = {"i_account": 1000889}
+    return {"event_type": event_type, "variables": {**variables, "i_event": i_event}}
+
+
+class ThreadedServer:
+    """A real uvicorn server on 127.0.0.1 with an ephemeral port, run in a thread."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> str:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)
+
+
+@contextmanager
+def running(app: FastAPI) -> Iterator[str]:
+    server = ThreadedServer(app)
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class GatewayProcess:
+    """`opennsps serve` as a child process, its stdout (JSON log lines) kept in a file."""
+
+    def __init__(
+        self, config_file: Path, log_file: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log_file.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "opennsps.cli",
+                "serve",
+                "-c",
+                str(config_file),
+                "--port",
+                str(self.port),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=config_file.parent,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"opennsps serve exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("opennsps serve did not become ready")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
