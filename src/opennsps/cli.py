@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -29,8 +31,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(rejected_app, name="rejected")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (a file, a pager, a test) gets wide tables instead of Rich's 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 200
+out = Console(soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
 
 ConfigOption = Annotated[
     Path | None,
@@ -70,8 +74,9 @@ def _parse_since(value: str | None) -> datetime | None:
 
 
 def _store(settings: Settings) -> EventStore:
-    store = EventStore(settings.store)
+    """The store, migrated; a clear error and exit 1 when it cannot be opened."""
     try:
+        store = EventStore(settings.store)
         store.upgrade()
     except Exception as exc:
         err.print(
@@ -101,8 +106,9 @@ def serve(
 
     settings = _settings(config)
     configure_logging(settings.logging.level)
+    store = _store(settings)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, store),
         host=host or settings.server.host,
         port=port if port is not None else settings.server.port,
         log_config=None,
@@ -235,7 +241,7 @@ def rejected_list(
         store.close()
     if full:
         for row in rows:
-            out.print_json(orjson.dumps({"id": row.id, **row.request.__dict__}).decode())
+            out.print_json(orjson.dumps({"id": row.id, **asdict(row.request)}).decode())
         return
     table = Table(title=f"{len(rows)} rejected request(s), newest first")
     for column in ("received (UTC)", "id", "source", "status", "error", "reason", "request_id"):

@@ -35,7 +35,8 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A password written as 12345 in YAML is still a password.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 class ServerConfig(_Section):
@@ -202,13 +203,14 @@ def _environment_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any]
         keys = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
         if not all(keys):
             continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            value = raw
-        # Secrets and names stay text even when they look like numbers.
-        if isinstance(value, dict | list) and not raw.lstrip().startswith(("{", "[")):
-            value = raw
+        # Text stays text (validation converts numbers and booleans where a key wants one);
+        # only a YAML flow list or mapping is parsed, e.g. OPENNSPS_..._KEYS='[k1, k2]'.
+        value: Any = raw
+        if raw.lstrip().startswith(("{", "[")):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
         found.append((keys, value))
     return found
 

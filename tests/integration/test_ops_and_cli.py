@@ -1,0 +1,105 @@
+"""Operations endpoints and the CLI, against a real server and a real store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from opennsps.cli import app as cli
+from opennsps.store.event_store import EventStore
+from tests.support import basic_header, event_body
+
+runner = CliRunner()
+
+
+def test_health_ready_and_metrics(gateway: str) -> None:
+    assert httpx.get(f"{gateway}/health").json() == {"status": "Healthy"}
+    ready = httpx.get(f"{gateway}/ready")
+    assert ready.status_code == 200 and ready.json()["store"] == "ok"
+    httpx.post(f"{gateway}/espf/events", json=event_body(1), headers=basic_header())
+    httpx.post(f"{gateway}/espf/events", json=event_body(1), headers={})
+    text = httpx.get(f"{gateway}/metrics").text
+    assert (
+        'opennsps_events_received_total{event_type="Subscriber/Created",outcome="accepted"}' in text
+    )
+    assert 'opennsps_events_received_total{event_type="",outcome="unauthorized"}' in text
+    assert "opennsps_ingress_latency_seconds_bucket" in text
+    assert "opennsps_store_commit_seconds_bucket" in text
+
+
+def test_unknown_routes_answer_in_the_error_shape(gateway: str) -> None:
+    response = httpx.get(f"{gateway}/nothing-here")
+    assert response.status_code == 404
+    assert set(response.json()) == {"message", "error", "type"}
+    wrong_method = httpx.get(f"{gateway}/espf/events")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["type"] == "validation_error"
+
+
+def config_file(tmp_path: Path, store_url: str) -> Path:
+    path = tmp_path / "cli.yaml"
+    path.write_text(yaml.safe_dump({"store": {"url": store_url}}))
+    return path
+
+
+def test_db_upgrade_is_idempotent(tmp_path: Path, store_url: str) -> None:
+    config = config_file(tmp_path, store_url)
+    first = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
+    assert first.exit_code == 0, first.output
+    assert "upgraded from empty to 0001" in first.output
+    second = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
+    assert "already at 0001" in second.output
+
+
+def test_events_list_and_show(
+    gateway: str, store: EventStore, store_url: str, tmp_path: Path
+) -> None:
+    headers = basic_header()
+    for i_event, kind in [(1, "Subscriber/Created"), (2, "SIM/Updated"), (3, "SIM/Replaced")]:
+        response = httpx.post(
+            f"{gateway}/espf/events", json=event_body(i_event, kind), headers=headers
+        )
+        assert response.status_code == 200
+    config = str(config_file(tmp_path, store_url))
+
+    listed = runner.invoke(cli, ["events", "list", "-c", config, "--type", "SIM/*"])
+    assert listed.exit_code == 0, listed.output
+    assert "SIM/Replaced" in listed.output and "SIM/Updated" in listed.output
+    assert "Subscriber/Created" not in listed.output
+    assert "2 event(s)" in listed.output
+
+    limited = runner.invoke(cli, ["events", "list", "-c", config, "--limit", "1", "--since", "1h"])
+    assert "1 event(s)" in limited.output and "SIM/Replaced" in limited.output
+    future = runner.invoke(cli, ["events", "list", "-c", config, "--since", "2999-01-01"])
+    assert "0 event(s)" in future.output
+    bad = runner.invoke(cli, ["events", "list", "-c", config, "--since", "last tuesday"])
+    assert bad.exit_code == 2 and "duration" in bad.output
+
+    event_id = store.list_events(limit=1)[0].event_id
+    shown = runner.invoke(cli, ["events", "show", event_id, "-c", config])
+    assert shown.exit_code == 0, shown.output
+    assert orjson.loads(shown.output)["event_type"] == "SIM/Replaced"
+    missing = runner.invoke(cli, ["events", "show", "no-such-id", "-c", config])
+    assert missing.exit_code == 1
+
+
+def test_rejected_list(gateway: str, store_url: str, tmp_path: Path) -> None:
+    httpx.post(f"{gateway}/espf/events", json=event_body(1), headers=basic_header(password="x"))
+    config = str(config_file(tmp_path, store_url))
+    table = runner.invoke(cli, ["rejected", "list", "-c", config])
+    assert table.exit_code == 0, table.output
+    assert "401" in table.output and "unauthorized" in table.output
+    full = runner.invoke(cli, ["rejected", "list", "-c", config, "--full"])
+    assert '"authorization": "Basic [redacted]"' in full.output
+
+
+@pytest.mark.parametrize("url", ["sqlite:////proc/no/such/dir/x.db"])
+def test_cli_reports_an_unusable_store(tmp_path: Path, url: str) -> None:
+    result = runner.invoke(cli, ["events", "list", "-c", str(config_file(tmp_path, url))])
+    assert result.exit_code == 1
+    assert "cannot open the store" in result.output
