@@ -1,16 +1,18 @@
 """Group commit: many concurrent writers, one transaction and one fsync per batch.
 
-Each caller is answered only after the transaction holding its item has committed, so
-durability does not cap throughput at the disk's fsync rate.
+Each caller awaits an asyncio future that is settled only after the transaction holding
+its item has committed, so durability does not cap throughput at the disk's fsync rate.
+A whole batch is settled with one wake-up of the caller's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -18,6 +20,7 @@ Result = TypeVar("Result")
 
 BatchWriter = Callable[[Sequence[Item]], Sequence[Result | BaseException]]
 BatchObserver = Callable[[int, float, bool], None]
+_Entry = tuple[Item, "asyncio.Future[Result]", asyncio.AbstractEventLoop]
 
 
 class CommitterStopped(RuntimeError):
@@ -46,7 +49,9 @@ class GroupCommitter(Generic[Item, Result]):
         self._max_batch = max_batch
         self._name = name
         self._observe = observe
-        self._queue: queue.SimpleQueue[tuple[Item, Future[Result]] | _Stop] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[
+            tuple[Item, asyncio.Future[Result], asyncio.AbstractEventLoop] | _Stop
+        ] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._accepting = False
         self._lock = threading.Lock()
@@ -69,12 +74,14 @@ class GroupCommitter(Generic[Item, Result]):
             thread, self._thread = self._thread, None
         thread.join(timeout)
 
-    def submit(self, item: Item) -> Future[Result]:
-        future: Future[Result] = Future()
+    def submit(self, item: Item) -> asyncio.Future[Result]:
+        """Queue an item; the returned future (of the running loop) settles after its commit."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
         with self._lock:
             if not self._accepting:
                 raise CommitterStopped("the store is closed")
-            self._queue.put((item, future))
+            self._queue.put((item, future, loop))
         return future
 
     def _run(self) -> None:
@@ -95,26 +102,39 @@ class GroupCommitter(Generic[Item, Result]):
                 batch.append(following)
             self._commit(batch)
 
-    def _commit(self, batch: list[tuple[Item, Future[Result]]]) -> None:
+    def _commit(
+        self, batch: list[tuple[Item, asyncio.Future[Result], asyncio.AbstractEventLoop]]
+    ) -> None:
         # A caller that gave up (timed out) before its batch started is not written.
-        live = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
+        live = [entry for entry in batch if not entry[1].cancelled()]
         if not live:
             return
         started = time.perf_counter()
+        outcomes: Sequence[Result | BaseException]
         try:
-            results = self._write_batch([item for item, _ in live])
-        except BaseException as exc:
-            self._report(len(live), started, ok=False)
-            for _, future in live:
-                future.set_exception(exc)
-            return
-        self._report(len(live), started, ok=True)
-        for (_, future), result in zip(live, results, strict=True):
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    def _report(self, size: int, started: float, *, ok: bool) -> None:
+            outcomes = self._write_batch([item for item, _, _ in live])
+            ok = True
+        except BaseException as exc:  # every caller must be answered
+            outcomes = [exc] * len(live)
+            ok = False
         if self._observe is not None:
-            self._observe(size, time.perf_counter() - started, ok)
+            self._observe(len(live), time.perf_counter() - started, ok)
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Result], Result | BaseException]]
+        ] = {}
+        for (_, future, loop), outcome in zip(live, outcomes, strict=True):
+            by_loop.setdefault(loop, []).append((future, outcome))
+        for loop, settled in by_loop.items():
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[asyncio.Future[Result], Result | BaseException]]) -> None:
+    for future, outcome in settled:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from concurrent.futures import CancelledError
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Insert, Row, Select, func, select, text
+from sqlalchemy import Engine, Row, Select, func, select, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from opennsps import metrics
 from opennsps.config import StoreConfig
-from opennsps.store import migrate
+from opennsps.store import event_rows, migrate
 from opennsps.store.committer import CommitterStopped, GroupCommitter
 from opennsps.store.engine import build_engine
 from opennsps.store.records import (
@@ -28,6 +26,8 @@ from opennsps.store.records import (
 )
 from opennsps.store.schema import events, rejected_requests
 
+# 12 parameters a row: well inside SQLite's 32,766 and PostgreSQL's 65,535 limits.
+MAX_ROWS_PER_INSERT = 500
 WriteItem = NewEvent | RejectedRequest
 WriteResult = EventWriteOutcome | None
 
@@ -86,10 +86,9 @@ class EventStore:
         except CommitterStopped as exc:
             raise StoreUnavailable(str(exc)) from exc
         try:
-            return await asyncio.wait_for(
-                asyncio.wrap_future(future), timeout=self.config.commit_timeout
-            )
-        except (TimeoutError, CancelledError) as exc:
+            async with asyncio.timeout(self.config.commit_timeout):
+                return await future
+        except TimeoutError as exc:
             raise StoreUnavailable(
                 f"the store did not commit within {self.config.commit_timeout:g} s"
             ) from exc
@@ -132,9 +131,13 @@ class EventStore:
         first_of_key: dict[tuple[str, int], NewEvent] = {}
         for new in new_events:
             first_of_key.setdefault((new.source, new.event.i_event), new)
-        statement = self._insert_ignoring_duplicates().returning(events.c.event_id)
-        rows = [_event_row(new) for new in first_of_key.values()]
-        inserted = set(connection.execute(statement, rows).scalars())
+        inserted: set[str] = set()
+        firsts = list(first_of_key.values())
+        for start in range(0, len(firsts), MAX_ROWS_PER_INSERT):
+            chunk = firsts[start : start + MAX_ROWS_PER_INSERT]
+            values = [v for new in chunk for v in event_rows.row_values(new, self.dialect)]
+            statement = event_rows.insert_statement(self.dialect, len(chunk))
+            inserted.update(connection.exec_driver_sql(statement, tuple(values)).scalars())
 
         stored_id = {
             key: new.event_id for key, new in first_of_key.items() if new.event_id in inserted
@@ -149,13 +152,6 @@ class EventStore:
             )
             for new in new_events
         }
-
-    def _insert_ignoring_duplicates(self) -> Insert:
-        if self.dialect == "postgresql":
-            return postgresql.insert(events).on_conflict_do_nothing(
-                index_elements=["source", "i_event"]
-            )
-        return sqlite.insert(events).on_conflict_do_nothing(index_elements=["source", "i_event"])
 
     @staticmethod
     def _existing_event_ids(
@@ -238,23 +234,6 @@ def _short_reason(exc: BaseException) -> str:
     original = getattr(exc, "orig", None) or exc
     first_line = str(original).strip().splitlines()[0] if str(original).strip() else ""
     return f"the store is unavailable: {type(original).__name__}: {first_line}"[:300]
-
-
-def _event_row(new: NewEvent) -> dict[str, Any]:
-    return {
-        "event_id": new.event_id,
-        "source": new.source,
-        "i_env": new.i_env,
-        "i_event": new.event.i_event,
-        "event_type": new.event.event_type,
-        "variables": new.event.variables,
-        "raw_body": new.raw_body,
-        "entity_key": new.event.entity_key,
-        "event_time": new.event.event_time,
-        "received_at": new.received_at,
-        "request_id": new.request_id,
-        "unique_id": new.unique_id,
-    }
 
 
 def _rejected_row(rejected: RejectedRequest) -> dict[str, Any]:

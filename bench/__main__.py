@@ -1,0 +1,17 @@
+"""`make bench`: run every benchmark of the project and print a summary table."""
+
+from __future__ import annotations
+
+from bench import ingest
+
+BENCHMARKS = {"ingest": ingest.run}
+
+
+def main() -> None:
+    for name, run in BENCHMARKS.items():
+        print(f"== bench/{name}")
+        run()
+
+
+if __name__ == "__main__":
+    main()
