@@ -248,3 +248,18 @@ def test_rejected_requests_keep_trace_ids_and_a_redacted_copy(
     assert rejected.headers["authorization"] == "Basic [redacted]"
     assert rejected.body is not None and json.loads(rejected.body) == event_body(5)
     assert rejected.method == "POST" and rejected.path == "/espf/events"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_a_value_the_database_cannot_hold_fails_only_its_own_request(
+    gateway: str, store: EventStore
+) -> None:
+    # PostgreSQL's jsonb refuses \u0000; the event is refused (and recorded) alone.
+    poisoned = event_body(13, "Custom/X", note="a\u0000b")
+    bodies = [event_body(i) for i in range(1, 13)] + [poisoned]
+    responses = asyncio.run(_burst(f"{gateway}/espf/events", bodies))
+    assert [r.status_code for r in responses] == [200] * 12 + [400]
+    assert "cannot hold this event" in responses[-1].json()["message"]
+    assert store.count_events() == 12
+    assert store.list_rejected()[0].request.http_status == 400

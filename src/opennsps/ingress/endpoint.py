@@ -26,7 +26,12 @@ from opennsps.ingress.redaction import redacted_headers
 from opennsps.ingress.trace import trace_ids
 from opennsps.logging import get_logger
 from opennsps.store.event_store import EventStore
-from opennsps.store.records import NewEvent, RejectedRequest, StoreUnavailable
+from opennsps.store.records import (
+    EventNotStorable,
+    NewEvent,
+    RejectedRequest,
+    StoreUnavailable,
+)
 
 log = get_logger("opennsps.ingress")
 
@@ -164,6 +169,10 @@ class EspfIngress:
         )
         try:
             outcome = await self.store.add_event(new)
+        except EventNotStorable as exc:
+            raise Rejection(
+                400, "invalid_event", f"the store cannot hold this event: {exc}", "invalid"
+            ) from exc
         except StoreUnavailable as exc:
             metrics.EVENTS_RECEIVED.labels(event.event_type, "unavailable").inc()
             log.warning(

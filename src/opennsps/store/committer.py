@@ -1,8 +1,15 @@
-"""Group commit: many concurrent writers, one transaction and one fsync per batch.
+"""Group commit: many concurrent requests, one transaction (one fsync) per batch.
 
-Each caller awaits an asyncio future that is settled only after the transaction holding
-its item has committed, so durability does not cap throughput at the disk's fsync rate.
-A whole batch is settled with one wake-up of the caller's event loop.
+Each caller awaits an asyncio future that settles only after the transaction holding its
+item has committed, so durability does not cap throughput at the disk's fsync rate.
+
+Two ways to run the writes, same contract:
+- LoopCommitter writes on the event loop itself: every item submitted during one loop
+  iteration goes into one transaction at the end of it. For SQLite on a local disk this
+  avoids the cost of a second thread contending for the GIL. A batch that finds the
+  database locked is not waited for on the loop; it is retried with backoff.
+- ThreadCommitter writes from a dedicated thread, for a database across the network
+  (PostgreSQL) where the wait for the server must not stall the loop.
 """
 
 from __future__ import annotations
@@ -18,13 +25,108 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-BatchWriter = Callable[[Sequence[Item]], Sequence[Result | BaseException]]
 BatchObserver = Callable[[int, float, bool], None]
-_Entry = tuple[Item, "asyncio.Future[Result]", asyncio.AbstractEventLoop]
 
 
 class CommitterStopped(RuntimeError):
     """The committer is not running; nothing was written."""
+
+
+class RetryLater(Exception):
+    """Raised by a batch writer when the database is busy: the batch is tried again."""
+
+
+def _settle(settled: list[tuple[asyncio.Future[Result], Result | BaseException]]) -> None:
+    for future, outcome in settled:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+class LoopCommitter(Generic[Item, Result]):
+    """Writes on the event loop, one transaction per loop iteration's worth of items."""
+
+    def __init__(
+        self,
+        write_batch: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
+        *,
+        max_batch: int,
+        observe: BatchObserver | None = None,
+        first_retry_delay: float = 0.005,
+        max_retry_delay: float = 0.2,
+    ) -> None:
+        self._write_batch = write_batch
+        self._max_batch = max_batch
+        self._observe = observe
+        self._first_retry_delay = first_retry_delay
+        self._max_retry_delay = max_retry_delay
+        self._retry_delay = first_retry_delay
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._running = False
+
+    def start(self) -> None:
+        self._running = True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._running = False
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        waiting, self._pending = self._pending, []
+        for _, future in waiting:
+            if not future.done():
+                settled: list[tuple[asyncio.Future[Result], Result | BaseException]] = [
+                    (future, CommitterStopped("the store is closed"))
+                ]
+                future.get_loop().call_soon_threadsafe(_settle, settled)
+
+    def submit(self, item: Item) -> asyncio.Future[Result]:
+        if not self._running:
+            raise CommitterStopped("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        self._pending.append((item, future))
+        if self._flush_handle is None:
+            self._flush_handle = loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        # Callers that gave up (timed out) are not written.
+        self._pending = [entry for entry in self._pending if not entry[1].cancelled()]
+        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            outcomes: Sequence[Result | BaseException] = self._write_batch([i for i, _ in batch])
+        except RetryLater:
+            self._pending[:0] = batch
+            self._schedule(self._retry_delay)
+            self._retry_delay = min(self._retry_delay * 2, self._max_retry_delay)
+            return
+        except BaseException as exc:  # every caller must be answered
+            outcomes = [exc] * len(batch)
+        self._retry_delay = self._first_retry_delay
+        if self._observe is not None:
+            ok = not any(isinstance(o, BaseException) for o in outcomes)
+            self._observe(len(batch), time.perf_counter() - started, ok)
+        _settle([(future, outcome) for (_, future), outcome in zip(batch, outcomes, strict=True)])
+        if self._pending:
+            self._schedule(0)
+
+    def _schedule(self, delay: float) -> None:
+        if self._flush_handle is not None or not self._running:
+            return
+        loop = asyncio.get_running_loop()
+        if delay:
+            self._flush_handle = loop.call_later(delay, self._flush)
+        else:
+            self._flush_handle = loop.call_soon(self._flush)
 
 
 class _Stop:
@@ -34,15 +136,15 @@ class _Stop:
 _STOP = _Stop()
 
 
-class GroupCommitter(Generic[Item, Result]):
-    """A writer thread that drains a queue into batches and writes each in one call."""
+class ThreadCommitter(Generic[Item, Result]):
+    """A writer thread that drains a queue into batches; a batch settles with one wake-up."""
 
     def __init__(
         self,
-        write_batch: BatchWriter[Item, Result],
+        write_batch: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
         *,
         max_batch: int,
-        name: str = "group-committer",
+        name: str = "store-group-commit",
         observe: BatchObserver | None = None,
     ) -> None:
         self._write_batch = write_batch
@@ -75,7 +177,6 @@ class GroupCommitter(Generic[Item, Result]):
         thread.join(timeout)
 
     def submit(self, item: Item) -> asyncio.Future[Result]:
-        """Queue an item; the returned future (of the running loop) settles after its commit."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         with self._lock:
@@ -111,13 +212,20 @@ class GroupCommitter(Generic[Item, Result]):
             return
         started = time.perf_counter()
         outcomes: Sequence[Result | BaseException]
-        try:
-            outcomes = self._write_batch([item for item, _, _ in live])
-            ok = True
-        except BaseException as exc:  # every caller must be answered
-            outcomes = [exc] * len(live)
-            ok = False
+        while True:
+            try:
+                outcomes = self._write_batch([item for item, _, _ in live])
+            except RetryLater:
+                time.sleep(0.01)
+                live = [entry for entry in live if not entry[1].cancelled()]
+                if not live:
+                    return
+                continue
+            except BaseException as exc:  # every caller must be answered
+                outcomes = [exc] * len(live)
+            break
         if self._observe is not None:
+            ok = not any(isinstance(o, BaseException) for o in outcomes)
             self._observe(len(live), time.perf_counter() - started, ok)
         by_loop: dict[
             asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Result], Result | BaseException]]
@@ -128,13 +236,3 @@ class GroupCommitter(Generic[Item, Result]):
             # A closed loop raises RuntimeError: nobody is waiting there any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, settled)
-
-
-def _settle(settled: list[tuple[asyncio.Future[Result], Result | BaseException]]) -> None:
-    for future, outcome in settled:
-        if future.done():
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Row, Select, func, select, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
 
 from opennsps import metrics
 from opennsps.config import StoreConfig
-from opennsps.store import event_rows, migrate
-from opennsps.store.committer import CommitterStopped, GroupCommitter
+from opennsps.store import migrate
+from opennsps.store.batch_writer import BatchWriter, WriteItem, WriteResult
+from opennsps.store.committer import (
+    CommitterStopped,
+    LoopCommitter,
+    RetryLater,
+    ThreadCommitter,
+)
 from opennsps.store.engine import build_engine
 from opennsps.store.records import (
+    EventNotStorable,
     EventWriteOutcome,
     NewEvent,
     RejectedRequest,
@@ -26,33 +33,39 @@ from opennsps.store.records import (
 )
 from opennsps.store.schema import events, rejected_requests
 
-# 12 parameters a row: well inside SQLite's 32,766 and PostgreSQL's 65,535 limits.
-MAX_ROWS_PER_INSERT = 500
-WriteItem = NewEvent | RejectedRequest
-WriteResult = EventWriteOutcome | None
-
-# Errors that mean "the database is not reachable or not writable now", not "bad row".
-_UNAVAILABLE_ERRORS = (
+# Errors that mean "the database cannot take writes now", not "this row is bad".
+_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
     sa_exc.DisconnectionError,
     sa_exc.TimeoutError,
 )
+_SQLITE_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 
 
 class EventStore:
-    """One interface over both engines; SQL differences stay inside this class."""
+    """One interface over both engines; SQL differences stay inside store/."""
 
     def __init__(self, config: StoreConfig, engine: Engine | None = None) -> None:
         self.config = config
         self.engine = engine if engine is not None else build_engine(config)
         self.dialect = self.engine.dialect.name
-        self._committer: GroupCommitter[WriteItem, WriteResult] = GroupCommitter(
-            self._write_batch,
-            max_batch=config.max_batch,
-            name="store-group-commit",
-            observe=metrics.observe_commit,
+        self._writer = BatchWriter(self.dialect)
+        dbapi = self.engine.dialect.dbapi
+        assert dbapi is not None
+        self._dbapi = dbapi
+        self._sqlite_writer: Any = None
+        self._committer: (
+            LoopCommitter[WriteItem, WriteResult] | ThreadCommitter[WriteItem, WriteResult]
         )
+        if self.dialect == "sqlite":
+            self._committer = LoopCommitter(
+                self._write_batch, max_batch=config.max_batch, observe=metrics.observe_commit
+            )
+        else:
+            self._committer = ThreadCommitter(
+                self._write_batch, max_batch=config.max_batch, observe=metrics.observe_commit
+            )
         self.writes_failing = False
 
     # -- life cycle -------------------------------------------------------------------
@@ -63,16 +76,35 @@ class EventStore:
     def open(self, *, apply_migrations: bool = True) -> None:
         if apply_migrations:
             self.upgrade()
+        if self.dialect == "sqlite":
+            self._sqlite_writer = self._open_sqlite_writer()
         self._committer.start()
 
     def close(self) -> None:
         self._committer.stop()
+        if self._sqlite_writer is not None:
+            self._sqlite_writer.close()
+            self._sqlite_writer = None
         self.engine.dispose()
+
+    def _open_sqlite_writer(self) -> Any:
+        # The loop committer's own connection: it never waits for a lock (busy_timeout=0);
+        # a locked database makes the batch retry later instead of stalling the event loop.
+        pooled = self.engine.raw_connection()
+        pooled.detach()
+        connection = pooled.dbapi_connection
+        assert connection is not None
+        connection.execute("PRAGMA busy_timeout=0")
+        return connection
 
     # -- writes -----------------------------------------------------------------------
 
     async def add_event(self, new: NewEvent) -> EventWriteOutcome:
-        """Commit the event durably (or find its earlier copy); StoreUnavailable if not."""
+        """Commit the event durably (or find its earlier copy).
+
+        Raises StoreUnavailable when it cannot be committed in time, EventNotStorable
+        when the database refuses this event's values (it never will take them).
+        """
         result = await self._submit(new)
         assert isinstance(result, EventWriteOutcome)
         return result
@@ -92,82 +124,94 @@ class EventStore:
             raise StoreUnavailable(
                 f"the store did not commit within {self.config.commit_timeout:g} s"
             ) from exc
-        except _UNAVAILABLE_ERRORS as exc:
-            raise StoreUnavailable(_short_reason(exc)) from exc
 
     def _write_batch(self, items: Sequence[WriteItem]) -> Sequence[WriteResult | BaseException]:
         try:
-            with self.engine.begin() as connection:
-                results = self._write(connection, items)
-        except _UNAVAILABLE_ERRORS:
+            results = self._write_with_isolation(items)
+        except RetryLater:
             self.writes_failing = True
             raise
-        except sa_exc.SQLAlchemyError:
-            if len(items) == 1:
-                raise
-            # One bad item must not fail its neighbours: write each on its own.
-            return [self._write_one(item) for item in items]
+        except StoreUnavailable:
+            self.writes_failing = True
+            raise
         self.writes_failing = False
         return results
 
-    def _write_one(self, item: WriteItem) -> WriteResult | BaseException:
+    def _write_with_isolation(
+        self, items: Sequence[WriteItem]
+    ) -> Sequence[WriteResult | BaseException]:
         try:
-            with self.engine.begin() as connection:
-                return self._write(connection, [item])[0]
-        except sa_exc.SQLAlchemyError as exc:
+            return self._write_transaction(items)
+        except self._dbapi.DataError as exc:
+            if len(items) == 1:
+                return [EventNotStorable(_short_reason(exc))]
+        # One bad value must not fail its neighbours: write each on its own.
+        results: list[WriteResult | BaseException] = []
+        for item in items:
+            try:
+                results.extend(self._write_transaction([item]))
+            except self._dbapi.DataError as exc:
+                results.append(EventNotStorable(_short_reason(exc)))
+        return results
+
+    def _write_transaction(self, items: Sequence[WriteItem]) -> list[WriteResult]:
+        if self.dialect == "sqlite":
+            return self._sqlite_transaction(items)
+        return self._pooled_transaction(items)
+
+    def _sqlite_transaction(self, items: Sequence[WriteItem]) -> list[WriteResult]:
+        connection = self._sqlite_writer
+        if connection is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except self._dbapi.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) in _SQLITE_BUSY_CODES:
+                raise RetryLater from exc
+            raise StoreUnavailable(_short_reason(exc)) from exc
+        try:
+            cursor = connection.cursor()
+            results = self._writer.write(cursor, items)
+            connection.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(self._dbapi.Error):
+                connection.execute("ROLLBACK")
+            raise self._classified(exc) from exc
+        return results
+
+    def _pooled_transaction(self, items: Sequence[WriteItem]) -> list[WriteResult]:
+        try:
+            connection = self.engine.raw_connection()
+        except (*_UNAVAILABLE_ERRORS, self._dbapi.Error) as exc:
+            raise StoreUnavailable(_short_reason(exc)) from exc
+        try:
+            cursor = connection.cursor()
+            results = self._writer.write(cursor, items)
+            connection.commit()
+        except BaseException as exc:
+            classified = self._classified(exc)
+            if isinstance(classified, StoreUnavailable):
+                connection.invalidate()
+            else:
+                with contextlib.suppress(self._dbapi.Error):
+                    connection.rollback()
+            raise classified from exc
+        finally:
+            connection.close()
+        return results
+
+    def _classified(self, exc: BaseException) -> BaseException:
+        """DataError stays (that item is refused); everything else means "retry later".
+
+        A database error that is our fault (a missing table, a constraint) must never
+        turn into a 4xx: ESPF would drop the event for good.
+        """
+        data_error: type[BaseException] = self._dbapi.DataError
+        if isinstance(exc, data_error):
             return exc
-
-    def _write(self, connection: Connection, items: Sequence[WriteItem]) -> list[WriteResult]:
-        new_events = [item for item in items if isinstance(item, NewEvent)]
-        outcomes = self._insert_events(connection, new_events) if new_events else {}
-        rejected = [item for item in items if isinstance(item, RejectedRequest)]
-        if rejected:
-            connection.execute(rejected_requests.insert(), [_rejected_row(r) for r in rejected])
-        return [outcomes[id(item)] if isinstance(item, NewEvent) else None for item in items]
-
-    def _insert_events(
-        self, connection: Connection, new_events: list[NewEvent]
-    ) -> dict[int, EventWriteOutcome]:
-        first_of_key: dict[tuple[str, int], NewEvent] = {}
-        for new in new_events:
-            first_of_key.setdefault((new.source, new.event.i_event), new)
-        inserted: set[str] = set()
-        firsts = list(first_of_key.values())
-        for start in range(0, len(firsts), MAX_ROWS_PER_INSERT):
-            chunk = firsts[start : start + MAX_ROWS_PER_INSERT]
-            values = [v for new in chunk for v in event_rows.row_values(new, self.dialect)]
-            statement = event_rows.insert_statement(self.dialect, len(chunk))
-            inserted.update(connection.exec_driver_sql(statement, tuple(values)).scalars())
-
-        stored_id = {
-            key: new.event_id for key, new in first_of_key.items() if new.event_id in inserted
-        }
-        earlier = [key for key in first_of_key if key not in stored_id]
-        if earlier:
-            stored_id.update(self._existing_event_ids(connection, earlier))
-        return {
-            id(new): EventWriteOutcome(
-                event_id=stored_id[(new.source, new.event.i_event)],
-                duplicate=new.event_id not in inserted,
-            )
-            for new in new_events
-        }
-
-    @staticmethod
-    def _existing_event_ids(
-        connection: Connection, keys: list[tuple[str, int]]
-    ) -> dict[tuple[str, int], str]:
-        found: dict[tuple[str, int], str] = {}
-        by_source: dict[str, list[int]] = {}
-        for source, i_event in keys:
-            by_source.setdefault(source, []).append(i_event)
-        for source, i_events in by_source.items():
-            query = select(events.c.i_event, events.c.event_id).where(
-                events.c.source == source, events.c.i_event.in_(i_events)
-            )
-            for i_event, event_id in connection.execute(query):
-                found[(source, i_event)] = event_id
-        return found
+        if isinstance(exc, self._dbapi.Error | sa_exc.SQLAlchemyError):
+            return StoreUnavailable(_short_reason(exc))
+        return exc
 
     # -- reads ------------------------------------------------------------------------
 
@@ -234,24 +278,6 @@ def _short_reason(exc: BaseException) -> str:
     original = getattr(exc, "orig", None) or exc
     first_line = str(original).strip().splitlines()[0] if str(original).strip() else ""
     return f"the store is unavailable: {type(original).__name__}: {first_line}"[:300]
-
-
-def _rejected_row(rejected: RejectedRequest) -> dict[str, Any]:
-    return {
-        "received_at": rejected.received_at,
-        "source": rejected.source[:64] if rejected.source else None,
-        "http_status": rejected.http_status,
-        "error": rejected.error[:64],
-        "reason": rejected.reason,
-        "method": rejected.method[:16],
-        "path": rejected.path,
-        "remote_addr": rejected.remote_addr[:64] if rejected.remote_addr else None,
-        "headers": rejected.headers,
-        "body": rejected.body,
-        "body_truncated": rejected.body_truncated,
-        "request_id": rejected.request_id,
-        "unique_id": rejected.unique_id,
-    }
 
 
 def _stored_event(row: Row[Any]) -> StoredEvent:

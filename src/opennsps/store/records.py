@@ -13,6 +13,10 @@ class StoreUnavailable(RuntimeError):
     """The store could not commit in time; the caller should answer 503."""
 
 
+class EventNotStorable(ValueError):
+    """The database refuses this event's values (e.g. text it cannot hold); never retry."""
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     event_id: str
