@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -80,3 +81,51 @@ def test_postgres_going_away_gives_503_then_recovers(
         assert sorted(e.i_event for e in direct.list_events()) == [1, 2, 3]
     finally:
         direct.close()
+
+
+def test_a_locked_sqlite_never_stalls_the_event_loop(tmp_path: Path) -> None:
+    db = tmp_path / "opennsps.db"
+    app = create_app(settings_for(f"sqlite:///{db}", commit_timeout=3))
+    with running(app) as url:
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            with httpx.Client(timeout=10) as client:
+                import threading
+
+                waiting = threading.Thread(target=post, args=(url, 1))
+                waiting.start()
+                time.sleep(0.3)
+                # While that event waits for the lock, the server keeps answering.
+                answered = []
+                for _ in range(15):
+                    answered.append(client.get(f"{url}/health").elapsed.total_seconds())
+                    time.sleep(0.05)
+                waiting.join()
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+    assert max(answered) < 0.5
+
+
+@pytest.mark.postgres
+def test_two_processes_on_one_postgres_store_each_event_once(postgres_url: str) -> None:
+    import asyncio
+
+    first, second = create_app(settings_for(postgres_url)), create_app(settings_for(postgres_url))
+    with running(first) as url_a, running(second) as url_b:
+
+        async def both() -> list[httpx.Response]:
+            async with httpx.AsyncClient(headers=AUTH, timeout=30) as client:
+                posts = [
+                    client.post(f"{url}/espf/events", json=event_body(i))
+                    for i in range(1, 101)
+                    for url in (url_a, url_b)
+                ]
+                return await asyncio.gather(*posts)
+
+        responses = asyncio.run(both())
+        assert all(r.status_code == 200 for r in responses)
+        assert sum(r.json()["duplicate"] for r in responses) == 100
+        store: EventStore = first.state.store
+        assert store.count_events() == 100

@@ -1,0 +1,102 @@
+"""Group commit semantics of both committers, with a recording batch writer."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from opennsps.store.committer import CommitterStopped, LoopCommitter, RetryLater, ThreadCommitter
+
+
+class Recorder:
+    def __init__(self, busy_times: int = 0) -> None:
+        self.batches: list[list[int]] = []
+        self.busy_times = busy_times
+        self.lock = threading.Lock()
+
+    def write(self, items: Sequence[int]) -> list[int | BaseException]:
+        with self.lock:
+            if self.busy_times:
+                self.busy_times -= 1
+                raise RetryLater
+            self.batches.append(list(items))
+        return [ValueError("bad") if item < 0 else item * 10 for item in items]
+
+
+async def submit_all(
+    committer: LoopCommitter[int, int] | ThreadCommitter[int, int], items: list[int]
+) -> list[object]:
+    futures = [committer.submit(i) for i in items]
+    return await asyncio.gather(*futures, return_exceptions=True)
+
+
+@pytest.mark.parametrize("kind", [LoopCommitter, ThreadCommitter])
+def test_concurrent_items_share_batches_and_each_gets_its_own_outcome(kind: type) -> None:
+    recorder = Recorder()
+    committer = kind(recorder.write, max_batch=50)
+    committer.start()
+    try:
+        results = asyncio.run(submit_all(committer, [1, 2, -3, 4] * 25))
+    finally:
+        committer.stop()
+    assert results[:4] == [10, 20, results[2], 40]
+    assert isinstance(results[2], ValueError)
+    assert sum(len(b) for b in recorder.batches) == 100
+    assert len(recorder.batches) < 100
+    assert max(len(b) for b in recorder.batches) <= 50
+
+
+@pytest.mark.parametrize("kind", [LoopCommitter, ThreadCommitter])
+def test_a_busy_database_is_retried_not_failed(kind: type) -> None:
+    recorder = Recorder(busy_times=3)
+    committer = kind(recorder.write, max_batch=10)
+    committer.start()
+    try:
+        assert asyncio.run(submit_all(committer, [1, 2, 3])) == [10, 20, 30]
+    finally:
+        committer.stop()
+
+
+@pytest.mark.parametrize("kind", [LoopCommitter, ThreadCommitter])
+def test_a_whole_batch_failure_answers_every_caller(kind: type) -> None:
+    def broken(items: Sequence[int]) -> list[int]:
+        raise OSError("disk gone")
+
+    committer = kind(broken, max_batch=10)
+    committer.start()
+    try:
+        results = asyncio.run(submit_all(committer, [1, 2, 3]))
+    finally:
+        committer.stop()
+    assert all(isinstance(r, OSError) for r in results)
+
+
+@pytest.mark.parametrize("kind", [LoopCommitter, ThreadCommitter])
+def test_submit_after_stop_is_refused(kind: type) -> None:
+    committer = kind(Recorder().write, max_batch=10)
+    committer.start()
+    committer.stop()
+
+    async def late() -> None:
+        committer.submit(1)
+
+    with pytest.raises(CommitterStopped):
+        asyncio.run(late())
+
+
+def test_a_caller_that_gave_up_is_not_written() -> None:
+    recorder = Recorder()
+    committer: LoopCommitter[int, int] = LoopCommitter(recorder.write, max_batch=10)
+    committer.start()
+
+    async def scenario() -> int:
+        abandoned = committer.submit(1)
+        abandoned.cancel()
+        return await committer.submit(2)
+
+    assert asyncio.run(scenario()) == 20
+    committer.stop()
+    assert recorder.batches == [[2]]
