@@ -180,9 +180,10 @@ class EventStore:
         return results
 
     def _pooled_transaction(self, items: Sequence[WriteItem]) -> list[WriteResult]:
+        cannot_connect: tuple[type[BaseException], ...] = (*_UNAVAILABLE_ERRORS, self._dbapi.Error)
         try:
             connection = self.engine.raw_connection()
-        except (*_UNAVAILABLE_ERRORS, self._dbapi.Error) as exc:
+        except cannot_connect as exc:
             raise StoreUnavailable(_short_reason(exc)) from exc
         try:
             cursor = connection.cursor()
