@@ -35,12 +35,15 @@ class Authenticator(Protocol):
     def authenticate(self, headers: Headers) -> str | None: ...
 
 
-def _split_scheme(headers: Headers) -> tuple[str, str] | None:
+def _credentials(headers: Headers, scheme: str) -> tuple[str, None] | tuple[None, str]:
+    """(the credentials after `scheme`, None), or (None, why the header does not do)."""
     value = headers.get("authorization")
     if not value:
-        return None
-    scheme, _, rest = value.strip().partition(" ")
-    return scheme, rest.strip()
+        return None, f"missing Authorization header ({scheme} expected)"
+    given, _, rest = value.strip().partition(" ")
+    if given.lower() != scheme.lower():
+        return None, f"Authorization scheme {given[:32]!r} is not {scheme}"
+    return rest.strip(), None
 
 
 @dataclass(frozen=True)
@@ -49,12 +52,9 @@ class BasicAuthenticator:
     challenge: str = 'Basic realm="OpenNSPS ESPF ingress", charset="UTF-8"'
 
     def authenticate(self, headers: Headers) -> str | None:
-        parts = _split_scheme(headers)
-        if parts is None:
-            return "missing Authorization header (Basic expected)"
-        scheme, encoded = parts
-        if scheme.lower() != "basic":
-            return f"Authorization scheme {scheme[:32]!r} is not Basic"
+        encoded, problem = _credentials(headers, "Basic")
+        if encoded is None:
+            return problem
         try:
             decoded = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
@@ -74,12 +74,9 @@ class CustomAuthenticator:
         return self.auth_type
 
     def authenticate(self, headers: Headers) -> str | None:
-        parts = _split_scheme(headers)
-        if parts is None:
-            return f"missing Authorization header ({self.auth_type} expected)"
-        scheme, given = parts
-        if scheme.lower() != self.auth_type.lower():
-            return f"Authorization scheme {scheme[:32]!r} is not {self.auth_type}"
+        given, problem = _credentials(headers, self.auth_type)
+        if given is None:
+            return problem
         if not hmac.compare_digest(given.encode(), self.credentials):
             return f"{self.auth_type} credentials do not match"
         return None
@@ -93,12 +90,9 @@ class SignatureAuthenticator:
     challenge: str = 'Signature algorithm="hmac-sha1", headers="date"'
 
     def authenticate(self, headers: Headers) -> str | None:
-        parts = _split_scheme(headers)
-        if parts is None:
-            return "missing Authorization header (Signature expected)"
-        scheme, rest = parts
-        if scheme.lower() != "signature":
-            return f"Authorization scheme {scheme[:32]!r} is not Signature"
+        rest, problem = _credentials(headers, "Signature")
+        if rest is None:
+            return problem
         params = {name.lower(): value for name, value in SIGNATURE_PARAM.findall(rest)}
         key_id, algorithm, given = (
             params.get("keyid"),
@@ -136,12 +130,9 @@ class BearerAuthenticator:
     challenge: str = 'Bearer realm="OpenNSPS ESPF ingress"'
 
     def authenticate(self, headers: Headers) -> str | None:
-        parts = _split_scheme(headers)
-        if parts is None:
-            return "missing Authorization header (Bearer expected)"
-        scheme, token = parts
-        if scheme.lower() != "bearer":
-            return f"Authorization scheme {scheme[:32]!r} is not Bearer"
+        token, problem = _credentials(headers, "Bearer")
+        if token is None:
+            return problem
         last_problem = "Bearer token signature does not match any configured key"
         for key in self.keys:
             try:
