@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from opennsps.config import Settings
 
@@ -93,7 +93,7 @@ def event_body(
 class ThreadedServer:
     """A real uvicorn server on 127.0.0.1 with an ephemeral port, run in a thread."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
@@ -116,7 +116,7 @@ class ThreadedServer:
 
 
 @contextmanager
-def running(app: FastAPI) -> Iterator[str]:
+def running(app: ASGIApp) -> Iterator[str]:
     server = ThreadedServer(app)
     url = server.start()
     try:
