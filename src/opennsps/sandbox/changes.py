@@ -67,7 +67,8 @@ def create_account(
             raise ChangeError(f"no main product {product}")
         msisdn = msisdn_of(i_account)
         db.execute(
-            "INSERT INTO accounts VALUES (?,?,?,?,'O',1,'N',0,50,'Europe/Prague','New','Subscriber',"
+            "INSERT INTO accounts VALUES (?,?,?,?,'O',1,'N',0,50,'Europe/Prague',"
+            "'New','Subscriber',"
             "?,?,'10000','Y',179,?,0)",
             (
                 i_account,
@@ -93,7 +94,8 @@ def assign_sim(
         account = _account(db, i_account)
         if i_sim_card is None:
             card = db.execute(
-                "SELECT * FROM sim_cards WHERE i_account IS NULL AND status = 'active' ORDER BY i_sim_card LIMIT 1"
+                "SELECT * FROM sim_cards WHERE i_account IS NULL AND status = 'active'"
+                " ORDER BY i_sim_card LIMIT 1"
             ).fetchone()
             if card is None:
                 raise ChangeError("no free SIM card left in the inventory")
@@ -108,7 +110,8 @@ def assign_sim(
         ).fetchone()
         if previous is not None:
             db.execute(
-                "UPDATE sim_cards SET i_account = NULL, msisdn = NULL, status = 'disposed' WHERE i_sim_card = ?",
+                "UPDATE sim_cards SET i_account = NULL, msisdn = NULL, status = 'disposed'"
+                " WHERE i_sim_card = ?",
                 (previous["i_sim_card"],),
             )
         db.execute(
@@ -208,7 +211,8 @@ def delete_account(db: sqlite3.Connection, i_account: int) -> list[Event]:
             "UPDATE accounts SET deleted = 1, bill_status = 'C' WHERE i_account = ?", (i_account,)
         )
         db.execute(
-            "UPDATE sim_cards SET i_account = NULL, msisdn = NULL, status = 'disposed' WHERE i_account = ?",
+            "UPDATE sim_cards SET i_account = NULL, msisdn = NULL, status = 'disposed'"
+            " WHERE i_account = ?",
             (i_account,),
         )
         return [("Subscriber/Deleted", {"i_account": i_account})]
@@ -268,7 +272,8 @@ def pay_invoice(db: sqlite3.Connection, i_invoice: int) -> list[Event]:
         if row is None:
             raise ChangeError(f"no invoice {i_invoice}")
         db.execute(
-            "UPDATE invoices SET amount_paid = amount_net, invoice_status = 'paid' WHERE i_invoice = ?",
+            "UPDATE invoices SET amount_paid = amount_net, invoice_status = 'paid'"
+            " WHERE i_invoice = ?",
             (i_invoice,),
         )
         return [("Invoice/Updated", {"i_customer": row[0], "i_invoice": i_invoice})]

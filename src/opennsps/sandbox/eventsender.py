@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import sqlite3
@@ -136,7 +137,8 @@ class EventSender:
         }
         with self._lock:
             self._db.execute(
-                "INSERT OR IGNORE INTO espf_queue (i_event, event_type, variables, event_time, state,"
+                "INSERT OR IGNORE INTO espf_queue"
+                " (i_event, event_type, variables, event_time, state,"
                 " next_attempt_at) VALUES (?, ?, ?, ?, 'pending', 0)",
                 (i_event, event_type, orjson.dumps(full).decode(), event_time),
             )
@@ -219,10 +221,8 @@ class EventSender:
             row = self._claim()
             if row is None:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=0.2)
-                except TimeoutError:
-                    pass
                 continue
             try:
                 await self._pace()
