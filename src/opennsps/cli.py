@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,11 +10,12 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from opennsps.config import ConfigError, Settings, describe_settings, load_settings, redact_url
+from opennsps.sandbox.cli import app as sandbox_app
 from opennsps.store.event_store import EventStore
+from opennsps.terminal import console
 
 app = typer.Typer(
     help="OpenNSPS: the provisioning gateway for PortaBilling ESPF events.",
@@ -30,11 +30,10 @@ app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(rejected_app, name="rejected")
+app.add_typer(sandbox_app, name="sandbox")
 
-# Piped output (a file, a pager, a test) gets wide tables instead of Rich's 80 columns.
-_WIDTH = None if sys.stdout.isatty() else 200
-out = Console(soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
+out = console()
+err = console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,

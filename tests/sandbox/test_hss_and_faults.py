@@ -126,7 +126,7 @@ def test_asynchronous_mode_notifies_the_result_later(receiver: Receiver) -> None
 def test_the_hss_loads_the_sim_vendor_file_from_a_dataset(dataset_file: Path) -> None:
     app = create_hss_app()
     loaded = app.state.hss.load_sims_from_dataset(str(dataset_file))
-    assert loaded == 210  # 200 SIMs in use + 5 % spare
+    assert loaded == 2210  # 200 SIMs in use + 5 % + 2,000 spare
     assert app.state.hss.auc_by_imsi("001010000000000") is not None
 
 

@@ -202,9 +202,13 @@ def create_sandbox_app(settings: SandboxSettings) -> Starlette:
         accounts = db.execute(
             "SELECT COUNT(*), MIN(i_account), MAX(i_account) FROM accounts WHERE deleted = 0"
         ).fetchone()
+        free_sims = db.execute(
+            "SELECT COUNT(*) FROM sim_cards WHERE i_account IS NULL AND status = 'active'"
+        ).fetchone()[0]
         return _json(
             {
                 "accounts": accounts[0],
+                "free_sim_cards": free_sims,
                 "first_i_account": accounts[1],
                 "last_i_account": accounts[2],
                 "sessions_opened": sandbox.portabilling.sessions.opened,

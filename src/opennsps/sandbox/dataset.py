@@ -85,6 +85,7 @@ MSISDN_BASE = 79_120_000_000
 IMSI_PREFIX = "00101"  # test network MCC 001 / MNC 01
 ACCOUNTS_PER_CUSTOMER = 5
 SPARE_SIMS_PERCENT = 5
+SPARE_SIMS_EXTRA = 2000  # new subscribers and SIM replacements draw from this pool
 TIME_ZONES = ("Europe/Prague", "Europe/London", "America/Vancouver", "Asia/Singapore")
 FIRST_NAMES = ("Alice", "Bob", "Carol", "Dmytro", "Eva", "Farid", "Grace", "Hana", "Ivan", "Jana")
 LAST_NAMES = ("Doe", "Roe", "Novak", "Smith", "Kowalski", "Tanaka", "Garcia", "Olsen")
@@ -178,7 +179,7 @@ def generate(
     connection.executescript(SCHEMA)
     rng = random.Random(seed)
     customers = max(1, -(-accounts // ACCOUNTS_PER_CUSTOMER))
-    spare = max(1, accounts * SPARE_SIMS_PERCENT // 100)
+    spare = accounts * SPARE_SIMS_PERCENT // 100 + SPARE_SIMS_EXTRA
     dids = max(1, min(accounts // 10, 100_000))
     connection.execute("BEGIN")
     _catalogue(connection)

@@ -1,0 +1,266 @@
+"""`opennsps sandbox ...`: generate a dataset, serve the stand-ins, run scenarios."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+import uvicorn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from opennsps.sandbox import dataset
+from opennsps.sandbox.eventsender import SenderAuth, SenderConfig
+from opennsps.sandbox.scenarios import SCENARIOS, ScenarioError, run_scenario
+from opennsps.terminal import console
+
+app = typer.Typer(
+    help="The PortaBilling and HSS stand-ins for tests, demos and benchmarks.", no_args_is_help=True
+)
+out = console()
+err = console(stderr=True)
+AuthScheme = Literal["basic", "custom", "signature", "bearer", "none"]
+
+
+@app.command()
+def generate(
+    out_path: Annotated[Path, typer.Option("--out", help="The dataset file to (re)create.")] = Path(
+        "var/sandbox.db"
+    ),
+    accounts: Annotated[int, typer.Option(min=1, max=10_000_000)] = 1000,
+    seed: Annotated[int, typer.Option(help="The same seed always gives the same data.")] = 1,
+) -> None:
+    """Generate a deterministic PortaBilling dataset (customers, accounts, SIMs, ...)."""
+    with _progress() as progress:
+        task = progress.add_task("accounts", total=accounts)
+        summary = dataset.generate(
+            out_path, accounts, seed, lambda done: progress.update(task, completed=done)
+        )
+    out.print(
+        f"{out_path}: {summary.accounts} accounts, {summary.customers} customers, "
+        f"{summary.sim_cards} SIM cards, {summary.invoices} invoices, {summary.dids} DIDs "
+        f"in {summary.seconds:.1f} s"
+    )
+
+
+@app.command()
+def serve(
+    dataset_path: Annotated[
+        Path, typer.Option("--dataset", help="Generated on first use if missing.")
+    ] = Path("var/sandbox.db"),
+    accounts: Annotated[int, typer.Option(help="Accounts in a newly generated dataset.")] = 1000,
+    seed: int = 1,
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="PortaBilling JSON API and ESPF API.")] = 8710,
+    hss_port: Annotated[int, typer.Option(help="The HSS stand-in; 0 to leave it off.")] = 8720,
+    tls: Annotated[
+        bool, typer.Option(help="HTTPS with a self-signed certificate made at start.")
+    ] = False,
+    api_login: str = "opennsps",
+    api_password: str = "sandbox-password",
+    api_token: str = "sandbox-token",
+    session_idle: Annotated[
+        float, typer.Option(help="Seconds before an unused API session expires.")
+    ] = 300.0,
+    target: Annotated[str | None, typer.Option(help="The URL ESPF events are posted to.")] = None,
+    target_auth: Annotated[
+        str, typer.Option(help="basic | custom | signature | bearer | none")
+    ] = "basic",
+    target_user: str = "espf",
+    target_password: str = "change-me",
+    target_auth_type: str = "Plain",
+    target_credentials: str = "",
+    target_key_id: str = "test",
+    target_key: str = "",
+    i_env: int = 1,
+    rate: Annotated[float, typer.Option(help="Events per second sent by the EventSender.")] = 10.0,
+    concurrency: int = 4,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the application's answer.")
+    ] = 300.0,
+    retry_delay: float = 10.0,
+    hss_provisioning_key: str | None = None,
+    hss_async: bool = False,
+    hss_notify: Annotated[
+        str | None, typer.Option(help="URL for asynchronous HSS results.")
+    ] = None,
+) -> None:
+    """Serve the PortaBilling stand-in (JSON API, ESPF API, EventSender) and the HSS."""
+    from opennsps.logging import configure_logging
+    from opennsps.sandbox.app import SandboxSettings, create_sandbox_app
+    from opennsps.sandbox.hss import HssSettings, create_hss_app
+    from opennsps.sandbox.portabilling_api import ApiUser
+
+    if target_auth not in ("basic", "custom", "signature", "bearer", "none"):
+        raise typer.BadParameter("--target-auth must be basic, custom, signature, bearer or none")
+    configure_logging("info")
+    auth = SenderAuth(
+        scheme=target_auth,  # type: ignore[arg-type]
+        username=target_user,
+        password=target_password,
+        auth_type=target_auth_type,
+        credentials=target_credentials,
+        key_id=target_key_id,
+        key=target_key,
+    )
+    settings = SandboxSettings(
+        dataset=dataset_path,
+        accounts=accounts,
+        seed=seed,
+        users=[ApiUser(api_login, api_password, api_token)],
+        session_idle_timeout=session_idle,
+        sender=SenderConfig(
+            url=target,
+            auth=auth,
+            i_env=i_env,
+            rate=rate,
+            concurrency=concurrency,
+            timeout=timeout,
+            retry_delay=retry_delay,
+        ),
+    )
+    if not dataset_path.exists():
+        generate(dataset_path, accounts, seed)
+    sandbox_app = create_sandbox_app(settings)
+    servers = []
+    with _certificate(tls) as (certfile, keyfile):
+        servers.append(
+            _Server(
+                uvicorn.Config(
+                    sandbox_app,
+                    host=host,
+                    port=port,
+                    log_config=None,
+                    ssl_certfile=certfile,
+                    ssl_keyfile=keyfile,
+                )
+            )
+        )
+        scheme = "https" if tls else "http"
+        out.print(
+            f"PortaBilling JSON API and ESPF API: {scheme}://{host}:{port}"
+            " (/rest/{Service}/{method}, /espf/v1/...)"
+        )
+        if hss_port:
+            hss = create_hss_app(
+                HssSettings(hss_provisioning_key, hss_async, notification_url=hss_notify)
+            )
+            loaded = hss.state.hss.load_sims_from_dataset(str(dataset_path))
+            servers.append(_Server(uvicorn.Config(hss, host=host, port=hss_port, log_config=None)))
+            out.print(f"HSS stand-in: http://{host}:{hss_port}/ ({loaded} SIM cards' AUC loaded)")
+        out.print(f"EventSender target: {target or 'none (events wait in the queue)'}")
+        asyncio.run(_serve_all(servers))
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server whose signals are handled once for all servers of the process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_all(servers: list[_Server]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    await asyncio.gather(*(server.serve() for server in servers))
+
+
+@contextlib.contextmanager
+def _certificate(enabled: bool) -> Iterator[tuple[str | None, str | None]]:
+    if not enabled:
+        yield None, None
+        return
+    with tempfile.TemporaryDirectory(prefix="opennsps-sandbox-tls-") as folder:
+        cert, key = f"{folder}/cert.pem", f"{folder}/key.pem"
+        try:
+            subprocess.run(
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "7",
+                    "-subj",
+                    "/CN=localhost",
+                    "-keyout",
+                    key,
+                    "-out",
+                    cert,
+                ],
+                check=True,
+                capture_output=True,
+            )
+        except (OSError, subprocess.CalledProcessError) as exc:
+            err.print(f"error: cannot make a self-signed certificate with openssl: {exc}")
+            raise typer.Exit(1) from None
+        yield cert, key
+
+
+@app.command()
+def scenario(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SCENARIOS)}.")],
+    url: Annotated[str, typer.Option(help="The running sandbox.")] = "http://127.0.0.1:8710",
+    accounts: Annotated[int, typer.Option(min=1, max=1_000_000)] = 100,
+    rate: Annotated[float, typer.Option(help="Changes per second.")] = 20.0,
+    seed: int = 1,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for delivery at the end.")
+    ] = 600.0,
+) -> None:
+    """Run a scenario of PortaBilling changes through a running sandbox."""
+    with _progress() as progress:
+        changes = progress.add_task("changes", total=None)
+        delivered = progress.add_task("events delivered", total=None)
+
+        def show(done: int, total: int, queue: dict[str, int]) -> None:
+            progress.update(changes, completed=done, total=total)
+            finished = queue.get("delivered", 0) + queue.get("dropped", 0)
+            progress.update(delivered, completed=finished, total=finished + queue.get("pending", 0))
+
+        try:
+            report = run_scenario(name, url, accounts, rate, seed, drain_timeout, show)
+        except ScenarioError as exc:
+            err.print(f"error: {exc}")
+            raise typer.Exit(2) from None
+    table = Table(title=f"scenario {name}: {report.changes} changes in {report.seconds:.1f} s")
+    table.add_column("event type")
+    table.add_column("events", justify="right")
+    for event_type, count in sorted(report.events.items()):
+        table.add_row(event_type, str(count))
+    out.print(table)
+    out.print(
+        f"EventSender queue: {report.queue.get('delivered', 0)} delivered, "
+        f"{report.queue.get('dropped', 0)} dropped (4xx), "
+        f"{report.queue.get('pending', 0)} pending; "
+        f"{report.failed_changes} change(s) refused"
+    )
+    if not report.drained:
+        err.print("warning: events were still pending when the drain timeout ran out")
+        raise typer.Exit(1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+    )
