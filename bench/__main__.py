@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bench import ingest
+from bench import ingest, sandbox
 
-BENCHMARKS = {"ingest": ingest.run}
+BENCHMARKS = {"ingest": ingest.run, "sandbox": sandbox.run}
 
 
 def main() -> None:
