@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import subprocess
 import tempfile
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
+import httpx
 import typer
 import uvicorn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,6 +29,15 @@ app = typer.Typer(
 out = console()
 err = console(stderr=True)
 AuthScheme = Literal["basic", "custom", "signature", "bearer", "none"]
+change_app = typer.Typer(
+    help="Change PortaBilling data in a running sandbox; the ESPF events follow.",
+    no_args_is_help=True,
+)
+app.add_typer(change_app, name="change")
+UrlOption = Annotated[str, typer.Option("--url", help="The running sandbox.")]
+DEFAULT_URL = "http://127.0.0.1:8710"
+# These commands talk only to the sandbox, whose --tls certificate is self-signed by design.
+SANDBOX_TLS_VERIFY = False
 
 
 @app.command()
@@ -91,6 +102,9 @@ def serve(
     hss_notify: Annotated[
         str | None, typer.Option(help="URL for asynchronous HSS results.")
     ] = None,
+    faults: Annotated[
+        str | None, typer.Option(help="Faults to inject from the start, as JSON (docs/sandbox.md).")
+    ] = None,
 ) -> None:
     """Serve the PortaBilling stand-in (JSON API, ESPF API, EventSender) and the HSS."""
     from opennsps.logging import configure_logging
@@ -126,6 +140,11 @@ def serve(
             retry_delay=retry_delay,
         ),
     )
+    if faults:
+        try:
+            settings.faults.update(json.loads(faults))
+        except (ValueError, TypeError) as exc:
+            raise typer.BadParameter(f"--faults: {exc}") from None
     if not dataset_path.exists():
         generate(dataset_path, accounts, seed)
     sandbox_app = create_sandbox_app(settings)
@@ -264,3 +283,160 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=out,
     )
+
+
+def _change(url: str, method: str, path: str, body: dict[str, object] | None = None) -> None:
+    try:
+        response = httpx.request(
+            method, f"{url}{path}", json=body or {}, timeout=30, verify=SANDBOX_TLS_VERIFY
+        )
+    except httpx.HTTPError as exc:
+        err.print(f"error: the sandbox at {url} does not answer: {exc}")
+        raise typer.Exit(1) from None
+    if response.status_code != 200:
+        err.print(f"error: {response.json().get('error', response.text)}")
+        raise typer.Exit(1)
+    for event in response.json()["events"]:
+        out.print(f"queued i_event {event['i_event']}: {event['event_type']} {event['variables']}")
+
+
+@change_app.command("create-account")
+def create_account(
+    url: UrlOption = DEFAULT_URL, customer: int | None = None, product: int | None = None
+) -> None:
+    """Create an account (Subscriber/Created)."""
+    _change(url, "POST", "/sandbox/accounts", {"i_customer": customer, "i_product": product})
+
+
+@change_app.command("assign-sim")
+def assign_sim(i_account: int, url: UrlOption = DEFAULT_URL, sim: int | None = None) -> None:
+    """Give the account a SIM card, replacing its current one (SIM/Replaced)."""
+    _change(url, "POST", f"/sandbox/accounts/{i_account}/sim", {"i_sim_card": sim})
+
+
+@change_app.command()
+def block(i_account: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Block the account (Subscriber/Updated)."""
+    _change(url, "POST", f"/sandbox/accounts/{i_account}/block")
+
+
+@change_app.command()
+def unblock(i_account: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Unblock the account (Subscriber/Updated)."""
+    _change(url, "POST", f"/sandbox/accounts/{i_account}/unblock")
+
+
+@change_app.command("product")
+def change_product(i_account: int, i_product: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Change the account's product (Subscriber/Updated)."""
+    _change(url, "POST", f"/sandbox/accounts/{i_account}/product", {"i_product": i_product})
+
+
+@change_app.command("add-addon")
+def add_addon(i_account: int, i_product: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Add an add-on product (Subscriber/Updated)."""
+    _change(url, "POST", f"/sandbox/accounts/{i_account}/addons", {"i_product": i_product})
+
+
+@change_app.command("remove-addon")
+def remove_addon(i_account: int, i_product: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Remove an add-on product (Subscriber/Updated)."""
+    _change(url, "DELETE", f"/sandbox/accounts/{i_account}/addons/{i_product}")
+
+
+@change_app.command()
+def topup(i_account: int, amount: float, url: UrlOption = DEFAULT_URL) -> None:
+    """Top up the balance (Subscriber/Updated)."""
+    _change(url, "POST", f"/sandbox/accounts/{i_account}/topup", {"amount": amount})
+
+
+@change_app.command("quota-exceeded")
+def quota_exceeded(i_account: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Use up the account's bundles (Account/Service/QuotaExceeded)."""
+    _change(url, "POST", f"/sandbox/accounts/{i_account}/quota-exceeded")
+
+
+@change_app.command("delete-account")
+def delete_account(i_account: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Delete the account and release its SIM (Subscriber/Deleted)."""
+    _change(url, "DELETE", f"/sandbox/accounts/{i_account}")
+
+
+@change_app.command()
+def customer(
+    i_customer: int,
+    url: UrlOption = DEFAULT_URL,
+    name: str | None = None,
+    bill_status: Annotated[str | None, typer.Option(help="O, S or C")] = None,
+) -> None:
+    """Change a customer (Customer/Updated)."""
+    _change(
+        url, "POST", f"/sandbox/customers/{i_customer}", {"name": name, "bill_status": bill_status}
+    )
+
+
+@change_app.command()
+def invoice(i_customer: int, amount: float, url: UrlOption = DEFAULT_URL) -> None:
+    """Issue an invoice (Invoice/Created)."""
+    _change(url, "POST", f"/sandbox/customers/{i_customer}/invoices", {"amount": amount})
+
+
+@change_app.command("pay-invoice")
+def pay_invoice(i_invoice: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Pay an invoice in full (Invoice/Updated)."""
+    _change(url, "POST", f"/sandbox/invoices/{i_invoice}/pay")
+
+
+@change_app.command("add-did")
+def add_did(number: str, url: UrlOption = DEFAULT_URL) -> None:
+    """Upload a DID number (DID/Created)."""
+    _change(url, "POST", "/sandbox/dids", {"number": number})
+
+
+@change_app.command("assign-did")
+def assign_did(number: str, url: UrlOption = DEFAULT_URL, account: int | None = None) -> None:
+    """Assign a DID to an account, or release it without --account (DID/Updated)."""
+    _change(url, "POST", f"/sandbox/dids/{number}/assign", {"i_account": account})
+
+
+@change_app.command("remove-did")
+def remove_did(number: str, url: UrlOption = DEFAULT_URL) -> None:
+    """Remove a DID from the inventory (DID/Deleted)."""
+    _change(url, "DELETE", f"/sandbox/dids/{number}")
+
+
+@app.command()
+def deliveries(
+    url: UrlOption = DEFAULT_URL,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    i_event: int | None = None,
+) -> None:
+    """The EventSender's queue and its delivery log, newest attempt first."""
+    params: dict[str, int] = {"limit": limit}
+    if i_event is not None:
+        params["i_event"] = i_event
+    try:
+        answer = httpx.get(
+            f"{url}/sandbox/eventsender", params=params, timeout=30, verify=SANDBOX_TLS_VERIFY
+        ).json()
+    except httpx.HTTPError as exc:
+        err.print(f"error: the sandbox at {url} does not answer: {exc}")
+        raise typer.Exit(1) from None
+    queue = answer["queue"]
+    table = Table(
+        title=f"queue: {queue['pending']} pending, {queue['delivered']} delivered, "
+        f"{queue['dropped']} dropped"
+    )
+    for column in ("attempted at", "i_event", "event type", "status", "ms", "outcome", "error"):
+        table.add_column(column, overflow="fold")
+    for attempt in answer["log"]:
+        table.add_row(
+            attempt["attempted_at"],
+            str(attempt["i_event"]),
+            attempt["event_type"],
+            str(attempt["http_status"] or ""),
+            f"{attempt['duration_ms']:.1f}",
+            attempt["outcome"],
+            attempt["error"] or "",
+        )
+    out.print(table)
