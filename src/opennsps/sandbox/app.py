@@ -228,13 +228,25 @@ def create_sandbox_app(settings: SandboxSettings) -> Starlette:
     espf = sandbox.espf
     routes = [
         Route("/rest/{service}/{method}", sandbox.portabilling.endpoint, methods=["POST"]),
-        Route("/espf/v1/account/i/{i_account}/status", espf.account_status_by_i, methods=["POST"]),
-        Route("/espf/v1/account/i/{i_account:int}/status", espf.read_status, methods=["GET"]),
-        Route("/espf/v1/account/{account_id}/status", espf.account_status_by_id, methods=["POST"]),
-        Route("/espf/v1/groups", espf.groups, methods=["GET"]),
-        Route("/espf/v1/group/create", espf.create_group, methods=["POST"]),
-        Route("/espf/v1/group/{name}", espf.delete_group, methods=["DELETE"]),
-        Route("/espf/v1/event/create", espf.create_event, methods=["POST"]),
+        Route(
+            "/espf/v1/account/i/{i_account}/status",
+            espf.endpoint(espf.set_status_by_i),
+            methods=["POST"],
+        ),
+        Route(
+            "/espf/v1/account/i/{i_account:int}/status",
+            espf.endpoint(espf.read_status),
+            methods=["GET"],
+        ),
+        Route(
+            "/espf/v1/account/{account_id}/status",
+            espf.endpoint(espf.set_status_by_id),
+            methods=["POST"],
+        ),
+        Route("/espf/v1/groups", espf.endpoint(espf.list_groups), methods=["GET"]),
+        Route("/espf/v1/group/create", espf.endpoint(espf.create_group), methods=["POST"]),
+        Route("/espf/v1/group/{name}", espf.endpoint(espf.delete_group), methods=["DELETE"]),
+        Route("/espf/v1/event/create", espf.endpoint(espf.create_event), methods=["POST"]),
         Route("/sandbox/eventsender", eventsender, methods=["GET"]),
         Route("/sandbox/events", emit, methods=["POST"]),
         Route("/sandbox/faults", faults, methods=["GET", "PUT"]),

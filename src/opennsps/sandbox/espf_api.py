@@ -11,7 +11,7 @@ import binascii
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,28 +87,19 @@ class EspfApi:
 
     # -- HTTP ---------------------------------------------------------------------
 
-    async def account_status_by_i(self, request: Request) -> Response:
-        return await self._guarded(request, self._set_status_by_i)
+    def endpoint(
+        self, action: Callable[[Request], Awaitable[dict[str, Any]]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """An HTTP endpoint for one ESPF action: faults, authentication, JSON answers."""
 
-    async def account_status_by_id(self, request: Request) -> Response:
-        return await self._guarded(request, self._set_status_by_id)
+        async def handle(request: Request) -> Response:
+            return await self._guarded(request, action)
 
-    async def groups(self, request: Request) -> Response:
-        return await self._guarded(request, self._list_groups)
+        return handle
 
-    async def create_group(self, request: Request) -> Response:
-        return await self._guarded(request, self._create_group)
-
-    async def delete_group(self, request: Request) -> Response:
-        return await self._guarded(request, self._delete_group)
-
-    async def create_event(self, request: Request) -> Response:
-        return await self._guarded(request, self._create_event)
-
-    async def read_status(self, request: Request) -> Response:
-        return await self._guarded(request, self._read_status)
-
-    async def _guarded(self, request: Request, action: Callable[[Request], Any]) -> Response:
+    async def _guarded(
+        self, request: Request, action: Callable[[Request], Awaitable[dict[str, Any]]]
+    ) -> Response:
         await self.faults.delay("espf")
         if self.faults.espf_down() or self.faults.should_fail("espf"):
             return _json({"error": "ESPF API unavailable (injected fault)"}, 503)
@@ -138,14 +129,14 @@ class EspfApi:
 
     # -- statuses -----------------------------------------------------------------
 
-    async def _set_status_by_i(self, request: Request) -> dict[str, Any]:
+    async def set_status_by_i(self, request: Request) -> dict[str, Any]:
         try:
             i_account = int(request.path_params["i_account"])
         except ValueError:
             raise EspfError(400, "i_account must be an integer") from None
         return await self._set_status(request, i_account)
 
-    async def _set_status_by_id(self, request: Request) -> dict[str, Any]:
+    async def set_status_by_id(self, request: Request) -> dict[str, Any]:
         account_id = request.path_params["account_id"]
         with self._lock:
             row = self._db.execute(
@@ -191,7 +182,7 @@ class EspfApi:
             )
         return {"success": 1}
 
-    async def _read_status(self, request: Request) -> dict[str, Any]:
+    async def read_status(self, request: Request) -> dict[str, Any]:
         i_account = int(request.path_params["i_account"])
         return {"i_account": i_account, "statuses": self.statuses(i_account)}
 
@@ -219,7 +210,7 @@ class EspfApi:
 
     # -- groups -------------------------------------------------------------------
 
-    async def _list_groups(self, _: Request) -> dict[str, Any]:
+    async def list_groups(self, _: Request) -> dict[str, Any]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT i_group, name, is_custom FROM espf_groups"
@@ -232,7 +223,7 @@ class EspfApi:
             ]
         }
 
-    async def _create_group(self, request: Request) -> dict[str, Any]:
+    async def create_group(self, request: Request) -> dict[str, Any]:
         form = await request.form()
         name = form.get("name")
         if not isinstance(name, str) or not name.strip():
@@ -257,7 +248,7 @@ class EspfApi:
                 )
         return {"group": {"i_group": str(i_group), "name": name}}
 
-    async def _delete_group(self, request: Request) -> dict[str, Any]:
+    async def delete_group(self, request: Request) -> dict[str, Any]:
         name = request.path_params["name"]
         with self._lock:
             row = self._db.execute(
@@ -274,7 +265,7 @@ class EspfApi:
 
     # -- scheduled events ---------------------------------------------------------
 
-    async def _create_event(self, request: Request) -> dict[str, Any]:
+    async def create_event(self, request: Request) -> dict[str, Any]:
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
