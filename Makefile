@@ -9,8 +9,10 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 CONFIG ?= opennsps.example.yaml
+# Debian packages the tests use: Perl's TLS client, for the ESPF guide's Perl sample calls.
+DEBIAN_PACKAGES := libio-socket-ssl-perl
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench clean debian-packages
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -25,9 +27,16 @@ run: $(VENV)/.synced
 	$(VENV)/bin/opennsps serve --config $(CONFIG)
 
 ## test: lint, type-check and run every test (SQLite and PostgreSQL)
-test: $(VENV)/.synced lint typecheck
+test: $(VENV)/.synced lint typecheck debian-packages
 	$(VENV)/bin/python -m tools.ensure_postgres
 	$(VENV)/bin/pytest -q
+
+debian-packages:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check src tests bench tools

@@ -212,3 +212,23 @@ def test_nothing_is_sent_without_a_target(sandbox: SandboxServer) -> None:
         client.post(f"/sandbox/accounts/{FIRST}/block")
         time.sleep(0.5)
         assert sandbox_stats(client)["pending"] == 1
+
+
+def test_events_are_sent_at_the_configured_rate(dataset_file: Path, receiver: Receiver) -> None:
+    arrivals: list[float] = []
+    original = receiver.received
+
+    class Clocked(list):  # type: ignore[type-arg]
+        def append(self, item: object) -> None:
+            arrivals.append(time.monotonic())
+            super().append(item)
+
+    receiver.received = Clocked(original)
+    for sandbox in start_sandbox(dataset_file, url=receiver.url, rate=5, concurrency=4):
+        with sandbox.client() as client:
+            for i_account in range(FIRST, FIRST + 10):
+                client.post(f"/sandbox/accounts/{i_account}/topup", json={"amount": 1})
+            wait_for(lambda: len(arrivals) == 10)
+    spread = arrivals[-1] - arrivals[0]
+    # 10 events at 5/s: nine gaps of 0.2 s.
+    assert 1.6 <= spread < 3.0, spread

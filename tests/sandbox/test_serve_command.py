@@ -105,3 +105,53 @@ def test_serve_with_tls_faults_hss_and_the_change_commands(
         process.terminate()
         process.wait(30)
     assert process.returncode == 0
+
+
+def test_the_guides_perl_sample_calls_work_over_https(tmp_path: Path) -> None:
+    has_tls = subprocess.run(["perl", "-MIO::Socket::SSL", "-e", "1"], capture_output=True)
+    if has_tls.returncode != 0:
+        pytest.skip("Perl's IO::Socket::SSL is missing; `make test` installs libio-socket-ssl-perl")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "opennsps.cli",
+            "sandbox",
+            "serve",
+            "--dataset",
+            str(tmp_path / "sb.db"),
+            "--accounts",
+            "20",
+            "--port",
+            str(port),
+            "--hss-port",
+            "0",
+            "--tls",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"https://127.0.0.1:{port}/sandbox/summary", verify=False)  # noqa: S501
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the sandbox did not start"
+                time.sleep(0.2)
+        client = Path(__file__).with_name("portabilling_client.pl")
+        ran = subprocess.run(
+            ["perl", str(client), f"127.0.0.1:{port}", API_LOGIN, API_PASSWORD, "100001"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert ran.returncode == 0, ran.stderr
+    answer = json.loads(ran.stdout)
+    assert answer["id"] == "79120000000@msisdn"
+    assert answer["imsi"] == "001010000000000" and len(answer["session"]) == 32
