@@ -1,0 +1,1 @@
+"""PortaBilling: the JSON API client, the ESPF API client and the raw → pb_data mapping."""

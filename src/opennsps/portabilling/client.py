@@ -1,0 +1,192 @@
+"""A PortaBilling JSON API client as the ESPF guide advises using it.
+
+One session is opened and reused (a login per call would open a session each time); an
+expired session is replaced by logging in again; calls toward PortaBilling are bounded in
+number; server faults and network errors are retried with backoff; answers are cached
+for a few seconds so that several handlers enriching the same event cost one set of calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+SESSION_FAULTS = frozenset({"Server.Session.check_auth.auth_failed"})
+
+
+class PortaBillingError(Exception):
+    """PortaBilling could not answer the call; `retryable` says whether it may later."""
+
+    def __init__(self, message: str, *, retryable: bool, faultcode: str | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.faultcode = faultcode
+
+
+@dataclass(frozen=True)
+class PortaBillingSettings:
+    url: str  # e.g. https://portabilling.example.net (without /rest)
+    login: str
+    password: str | None = None
+    token: str | None = None
+    verify_tls: bool = True
+    timeout: float = 10.0
+    max_concurrency: int = 8
+    attempts: int = 3
+    backoff: float = 0.2
+    cache_ttl: float = 5.0
+
+
+class PortaBillingClient:
+    def __init__(
+        self,
+        settings: PortaBillingSettings,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not settings.password and not settings.token:
+            raise ValueError("PortaBilling credentials need a password or an API token")
+        self.settings = settings
+        self._clock = clock
+        self._http = httpx.AsyncClient(
+            base_url=settings.url.rstrip("/"),
+            timeout=settings.timeout,
+            verify=settings.verify_tls,
+            transport=transport,
+        )
+        self._session_id: str | None = None
+        self._login_lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.logins = 0
+        self.calls = 0
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def call(
+        self, method: str, params: dict[str, Any], *, cached: bool = True
+    ) -> dict[str, Any]:
+        """Call `Service/method` and return its JSON answer (`{}` for an unknown entity)."""
+        key = method + orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
+        if cached:
+            hit = self._cache.get(key)
+            if hit is not None and self._clock() - hit[0] < self.settings.cache_ttl:
+                return hit[1]
+            # Concurrent identical calls share one request.
+            waiting = self._pending.get(key)
+            if waiting is not None:
+                return await asyncio.shield(waiting)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if cached:
+            self._pending[key] = future
+        try:
+            answer = await self._call_with_retries(method, params)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved here; waiters re-raise it
+            raise
+        finally:
+            self._pending.pop(key, None)
+        if not future.done():
+            future.set_result(answer)
+        if cached:
+            self._cache[key] = (self._clock(), answer)
+            if len(self._cache) > 10_000:
+                self._evict()
+        return answer
+
+    def _evict(self) -> None:
+        now = self._clock()
+        for key in [k for k, (at, _) in self._cache.items() if now - at >= self.settings.cache_ttl]:
+            del self._cache[key]
+
+    async def _call_with_retries(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        last: PortaBillingError | None = None
+        for attempt in range(self.settings.attempts):
+            if attempt:
+                await asyncio.sleep(self.settings.backoff * 2 ** (attempt - 1))
+            try:
+                return await self._call_once(method, params)
+            except PortaBillingError as exc:
+                if not exc.retryable:
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+    async def _call_once(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        session_id = await self._session()
+        try:
+            return await self._post(method, params, {"session_id": session_id})
+        except PortaBillingError as exc:
+            if exc.faultcode not in SESSION_FAULTS:
+                raise
+        # The session expired (or PortaBilling restarted): log in again, once.
+        session_id = await self._session(replace=session_id)
+        return await self._post(method, params, {"session_id": session_id})
+
+    async def _session(self, replace: str | None = None) -> str:
+        async with self._login_lock:
+            if self._session_id is not None and self._session_id != replace:
+                return self._session_id
+            credentials: dict[str, Any] = {"login": self.settings.login}
+            if self.settings.token:
+                credentials["token"] = self.settings.token
+            else:
+                credentials["password"] = self.settings.password
+            answer = await self._post("Session/login", credentials, None)
+            session_id = answer.get("session_id")
+            if not isinstance(session_id, str) or not session_id:
+                raise PortaBillingError("Session/login returned no session_id", retryable=True)
+            self._session_id = session_id
+            self.logins += 1
+            return session_id
+
+    async def _post(
+        self, method: str, params: dict[str, Any], auth_info: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        fields = {"params": orjson.dumps(params).decode()}
+        if auth_info is not None:
+            fields["auth_info"] = orjson.dumps(auth_info).decode()
+        async with self._slots:
+            self.calls += 1
+            try:
+                response = await self._http.post(f"/rest/{method}", data=fields)
+            except httpx.TimeoutException:
+                raise PortaBillingError(
+                    f"{method}: no answer within {self.settings.timeout:g} s", retryable=True
+                ) from None
+            except httpx.HTTPError as exc:
+                raise PortaBillingError(
+                    f"{method}: {type(exc).__name__}: {exc}", retryable=True
+                ) from None
+        return _answer(method, response)
+
+
+def _answer(method: str, response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = orjson.loads(response.content) if response.content else {}
+    except orjson.JSONDecodeError:
+        body = None
+    if response.status_code == 200 and isinstance(body, dict):
+        return body
+    if isinstance(body, dict) and "faultcode" in body:
+        code = str(body["faultcode"])
+        message = f"{method}: {code}: {body.get('faultstring', '')}"
+        # Client.* faults are our request's fault and will not change on a retry; the login
+        # fault means wrong credentials.
+        retryable = not code.startswith("Client.") and code != "Server.Session.login.auth_failed"
+        raise PortaBillingError(message, retryable=retryable, faultcode=code)
+    retryable = response.status_code >= 500 or response.status_code in (408, 429)
+    raise PortaBillingError(
+        f"{method}: HTTP {response.status_code}: {response.text[:200]}", retryable=retryable
+    )

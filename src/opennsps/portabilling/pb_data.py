@@ -1,0 +1,190 @@
+"""Enrichment: PortaBilling's raw answers → the NSPS `pb_data` of an event.
+
+Mappings (NSPS connector guide, connector OpenAPI contract):
+- bill_status O/S/I/C → open/suspended/inactive/terminated
+- billing_model -1/0/1/2/4 → debit_account/recharge_voucher/credit_account/alias/beneficiary
+- blocked "Y"/"N" → true/false
+An entity PortaBilling no longer has (a deleted account) gives partial data, never a failure.
+Event types outside the known groups get account data when they name an `i_account`,
+else an empty `pb_data`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from opennsps.domain.events import as_integer, event_group
+from opennsps.portabilling.client import PortaBillingClient
+
+BILL_STATUS = {"O": "open", "S": "suspended", "I": "inactive", "C": "terminated"}
+BILLING_MODEL = {
+    -1: "debit_account",
+    0: "recharge_voucher",
+    1: "credit_account",
+    2: "alias",
+    4: "beneficiary",
+}
+ACCOUNT_FIELDS = (
+    "email",
+    "firstname",
+    "i_account",
+    "i_customer",
+    "i_master_account",
+    "i_product",
+    "i_vd_plan",
+    "id",
+    "lastname",
+    "phone1",
+    "product_name",
+    "status",
+    "time_zone_name",
+    "zip",
+)
+ADDON_FIELDS = (
+    "addon_effective_from",
+    "addon_effective_to",
+    "addon_priority",
+    "description",
+    "i_product",
+    "i_product_group",
+    "i_vd_plan",
+    "name",
+)
+CARD_FIELDS = ("i_account", "i_sim_card", "iccid", "imsi", "msisdn", "status")
+PRODUCT_FIELDS = ("name", "description", "addon_priority", "i_product")
+ACCOUNT_GROUPS = frozenset({"Subscriber", "Account", "SIM"})
+
+Data = dict[str, Any]
+
+
+def account_info(raw: Data) -> Data:
+    info: Data = {name: raw[name] for name in ACCOUNT_FIELDS if name in raw}
+    if "bill_status" in raw:
+        info["bill_status"] = BILL_STATUS.get(str(raw["bill_status"]), raw["bill_status"])
+    if "billing_model" in raw:
+        code = as_integer(raw["billing_model"])
+        info["billing_model"] = (
+            BILLING_MODEL.get(code, str(raw["billing_model"])) if code is not None else None
+        )
+    if "blocked" in raw:
+        info["blocked"] = str(raw["blocked"]).upper() == "Y"
+    info["assigned_addons"] = [
+        {name: addon[name] for name in ADDON_FIELDS if name in addon}
+        for addon in raw.get("assigned_addons") or []
+    ]
+    info["service_features"] = [
+        {
+            "name": feature.get("name"),
+            "effective_flag_value": feature.get("effective_flag_value"),
+            "attributes": [
+                {"name": a.get("name"), "effective_value": _effective_value(a)}
+                for a in feature.get("attributes") or []
+            ],
+        }
+        for feature in raw.get("service_features") or []
+    ]
+    return info
+
+
+def _effective_value(attribute: Data) -> str | None:
+    if attribute.get("effective_value") is not None:
+        return str(attribute["effective_value"])
+    values = attribute.get("effective_values") or attribute.get("values")
+    return ",".join(str(v) for v in values) if values else None
+
+
+def card_info(raw: Data) -> Data:
+    return {name: raw[name] for name in CARD_FIELDS if name in raw}
+
+
+def access_policy_id(raw_account: Data) -> int | None:
+    """The access policy named by the account's netaccess_policy service feature."""
+    for feature in raw_account.get("service_features") or []:
+        if feature.get("name") != "netaccess_policy":
+            continue
+        for attribute in feature.get("attributes") or []:
+            if attribute.get("name") == "access_policy":
+                return as_integer(_effective_value(attribute))
+    return None
+
+
+class Enricher:
+    def __init__(self, client: PortaBillingClient) -> None:
+        self.client = client
+
+    async def pb_data(self, event_type: str, variables: Data) -> Data:
+        group = event_group(event_type)
+        i_account = as_integer(variables.get("i_account"))
+        if group in ACCOUNT_GROUPS or (
+            i_account is not None and group not in {"Customer", "Invoice", "DID"}
+        ):
+            return await self._account(i_account, variables) if i_account is not None else {}
+        if group == "Customer":
+            return await self._one(
+                "Customer/get_customer_info", "i_customer", variables, "customer_info"
+            )
+        if group == "Invoice":
+            invoice, customer = await asyncio.gather(
+                self._one("Invoice/get_invoice_info", "i_invoice", variables, "invoice_info"),
+                self._one("Customer/get_customer_info", "i_customer", variables, "customer_info"),
+            )
+            return {**invoice, **customer}
+        if group == "DID" and variables.get("number"):
+            answer = await self.client.call(
+                "DID/get_number_info", {"number": str(variables["number"])}
+            )
+            return {"number_info": answer["number_info"]} if "number_info" in answer else {}
+        return {}
+
+    async def _one(self, method: str, key: str, variables: Data, answer_key: str) -> Data:
+        value = as_integer(variables.get(key))
+        if value is None:
+            return {}
+        answer = await self.client.call(method, {key: value})
+        return {answer_key: answer[answer_key]} if answer_key in answer else {}
+
+    async def _account(self, i_account: int, variables: Data) -> Data:
+        account, cards, counters = await asyncio.gather(
+            self.client.call("Account/get_account_info", {"i_account": i_account}),
+            self.client.call("SIMCard/get_card_list", {"i_account": i_account}),
+            self.client.call("Account/get_full_vd_counter_info", {"i_account": i_account}),
+        )
+        pb_data: Data = {}
+        raw = account.get("account_info")
+        lookups = []
+        if raw:
+            pb_data["account_info"] = account_info(raw)
+            policy = access_policy_id(raw)
+            if policy is not None:
+                lookups.append(
+                    (
+                        "access_policy_info",
+                        "AccessPolicy/get_access_policy_info",
+                        {"i_access_policy": policy},
+                    )
+                )
+            if raw.get("i_product") is not None:
+                lookups.append(
+                    ("product_info", "Product/get_product_info", {"i_product": raw["i_product"]})
+                )
+        previous = as_integer(variables.get("prev_i_sim_card"))
+        if previous is not None:
+            lookups.append(("prev_sim_info", "SIMCard/get_card_info", {"i_sim_card": previous}))
+        card_list = cards.get("card_list") or []
+        if card_list:
+            pb_data["sim_info"] = card_info(card_list[0])
+        answers = await asyncio.gather(
+            *(self.client.call(method, params) for _, method, params in lookups)
+        )
+        for (key, _, _), answer in zip(lookups, answers, strict=True):
+            found = answer.get("sim_info" if key == "prev_sim_info" else key)
+            if found:
+                if key == "product_info":
+                    found = {name: found[name] for name in PRODUCT_FIELDS if name in found}
+                elif key == "prev_sim_info":
+                    found = card_info(found)
+                pb_data[key] = found
+        if raw and "full_vd_counter_info" in counters:
+            pb_data["full_vd_counter_info"] = counters["full_vd_counter_info"]
+        return pb_data
