@@ -76,7 +76,8 @@ def test_a_subscriber_event_is_enriched_as_the_contract_says(sandbox: SandboxSer
 def test_raw_codes_are_mapped(sandbox: SandboxServer) -> None:
     db = sandbox.app.state.sandbox.control_db
     db.execute(
-        "UPDATE accounts SET bill_status = 'S', billing_model = -1, blocked = 'Y' WHERE i_account = ?",
+        "UPDATE accounts SET bill_status = 'S', billing_model = -1, blocked = 'Y'"
+        " WHERE i_account = ?",
         (FIRST,),
     )
     pb_data, _ = enrich(sandbox, "Subscriber/Updated", {"i_account": FIRST})
