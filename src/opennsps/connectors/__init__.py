@@ -1,0 +1,1 @@
+"""Connectors: how a delivery reaches an external system (HTTP NSPS contract, ...)."""
