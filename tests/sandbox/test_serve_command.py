@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,11 +22,10 @@ pytestmark = pytest.mark.slow
 runner = CliRunner()
 
 
-def test_serve_with_tls_faults_hss_and_the_change_commands(
-    tmp_path: Path, receiver: Receiver
-) -> None:
-    port, hss_port = free_port(), free_port()
-    faults = {"error_rate": {"Product/get_product_info": 1.0}}
+@contextlib.contextmanager
+def sandbox_process(tmp_path: Path, *args: str) -> Iterator[str]:
+    """`opennsps sandbox serve --tls ...` as its own process; yields its https URL."""
+    port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -35,37 +35,53 @@ def test_serve_with_tls_faults_hss_and_the_change_commands(
             "serve",
             "--dataset",
             str(tmp_path / "sb.db"),
-            "--accounts",
-            "50",
             "--port",
             str(port),
-            "--hss-port",
-            str(hss_port),
             "--tls",
-            "--faults",
-            json.dumps(faults),
-            "--target",
-            receiver.url,
-            "--rate",
-            "100",
+            *args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ},
     )
     url = f"https://127.0.0.1:{port}"
     try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                # A self-signed certificate made at start: nothing to verify it against.
+                httpx.get(f"{url}/sandbox/summary", verify=False)  # noqa: S501
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the sandbox did not start"
+                assert process.poll() is None, "the sandbox exited"
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert process.returncode == 0
+
+
+def test_serve_with_tls_faults_hss_and_the_change_commands(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    hss_port = free_port()
+    faults = {"error_rate": {"Product/get_product_info": 1.0}}
+    with sandbox_process(
+        tmp_path,
+        "--accounts",
+        "50",
+        "--hss-port",
+        str(hss_port),
+        "--faults",
+        json.dumps(faults),
+        "--target",
+        receiver.url,
+        "--rate",
+        "100",
+    ) as url:
         # The sandbox makes a self-signed certificate at start: nothing to verify it against.
         with httpx.Client(base_url=url, verify=False, timeout=10) as client:  # noqa: S501
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/sandbox/summary").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "the sandbox did not start"
-                time.sleep(0.2)
             session = client.post(
                 "/rest/Session/login",
                 data={"params": json.dumps({"login": API_LOGIN, "password": API_PASSWORD})},
@@ -101,56 +117,20 @@ def test_serve_with_tls_faults_hss_and_the_change_commands(
             and "1 delivered" in log.output
             and "Subscriber/Updated" in log.output
         )
-    finally:
-        process.terminate()
-        process.wait(30)
-    assert process.returncode == 0
 
 
 def test_the_guides_perl_sample_calls_work_over_https(tmp_path: Path) -> None:
     has_tls = subprocess.run(["perl", "-MIO::Socket::SSL", "-e", "1"], capture_output=True)
     if has_tls.returncode != 0:
         pytest.skip("Perl's IO::Socket::SSL is missing; `make test` installs libio-socket-ssl-perl")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "opennsps.cli",
-            "sandbox",
-            "serve",
-            "--dataset",
-            str(tmp_path / "sb.db"),
-            "--accounts",
-            "20",
-            "--port",
-            str(port),
-            "--hss-port",
-            "0",
-            "--tls",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"https://127.0.0.1:{port}/sandbox/summary", verify=False)  # noqa: S501
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the sandbox did not start"
-                time.sleep(0.2)
-        client = Path(__file__).with_name("portabilling_client.pl")
+    client = Path(__file__).with_name("portabilling_client.pl")
+    with sandbox_process(tmp_path, "--accounts", "20", "--hss-port", "0") as url:
         ran = subprocess.run(
-            ["perl", str(client), f"127.0.0.1:{port}", API_LOGIN, API_PASSWORD, "100001"],
+            ["perl", str(client), url.removeprefix("https://"), API_LOGIN, API_PASSWORD, "100001"],
             capture_output=True,
             text=True,
             timeout=60,
         )
-    finally:
-        process.terminate()
-        process.wait(30)
     assert ran.returncode == 0, ran.stderr
     answer = json.loads(ran.stdout)
     assert answer["id"] == "79120000000@msisdn"
