@@ -100,3 +100,24 @@ def test_a_caller_that_gave_up_is_not_written() -> None:
     assert asyncio.run(scenario()) == 20
     committer.stop()
     assert recorder.batches == [[2]]
+
+
+@pytest.mark.parametrize("kind", [LoopCommitter, ThreadCommitter])
+def test_one_refused_item_is_not_a_failed_batch(kind: type) -> None:
+    observed: list[tuple[int, bool]] = []
+
+    def observe(size: int, seconds: float, ok: bool) -> None:
+        observed.append((size, ok))
+
+    def broken(items: Sequence[int]) -> list[int]:
+        raise OSError("disk gone")
+
+    for writer, expected in [(Recorder().write, True), (broken, False)]:
+        observed.clear()
+        committer = kind(writer, max_batch=10, observe=observe)
+        committer.start()
+        try:
+            asyncio.run(submit_all(committer, [1, -2, 3]))  # -2 is refused on its own
+        finally:
+            committer.stop()
+        assert observed == [(3, expected)]

@@ -36,6 +36,30 @@ class RetryLater(Exception):
     """Raised by a batch writer when the database is busy: the batch is tried again."""
 
 
+def _run_batch(
+    write_batch: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
+    items: Sequence[Item],
+    observe: BatchObserver | None,
+) -> Sequence[Result | BaseException]:
+    """Write one batch; RetryLater propagates, any other failure answers every item.
+
+    A batch is observed as failed only when its transaction failed as a whole; one item
+    refused inside a committed batch is that item's answer, not a store failure.
+    """
+    started = time.perf_counter()
+    try:
+        outcomes = write_batch(items)
+        ok = True
+    except RetryLater:
+        raise
+    except BaseException as exc:  # every caller must be answered
+        outcomes = [exc] * len(items)
+        ok = False
+    if observe is not None:
+        observe(len(items), time.perf_counter() - started, ok)
+    return outcomes
+
+
 def _settle(settled: list[tuple[asyncio.Future[Result], Result | BaseException]]) -> None:
     for future, outcome in settled:
         if future.done():
@@ -101,20 +125,14 @@ class LoopCommitter(Generic[Item, Result]):
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         if not batch:
             return
-        started = time.perf_counter()
         try:
-            outcomes: Sequence[Result | BaseException] = self._write_batch([i for i, _ in batch])
+            outcomes = _run_batch(self._write_batch, [i for i, _ in batch], self._observe)
         except RetryLater:
             self._pending[:0] = batch
             self._schedule(self._retry_delay)
             self._retry_delay = min(self._retry_delay * 2, self._max_retry_delay)
             return
-        except BaseException as exc:  # every caller must be answered
-            outcomes = [exc] * len(batch)
         self._retry_delay = self._first_retry_delay
-        if self._observe is not None:
-            ok = not any(isinstance(o, BaseException) for o in outcomes)
-            self._observe(len(batch), time.perf_counter() - started, ok)
         _settle([(future, outcome) for (_, future), outcome in zip(batch, outcomes, strict=True)])
         if self._pending:
             self._schedule(0)
@@ -210,23 +228,17 @@ class ThreadCommitter(Generic[Item, Result]):
         live = [entry for entry in batch if not entry[1].cancelled()]
         if not live:
             return
-        started = time.perf_counter()
-        outcomes: Sequence[Result | BaseException]
         while True:
             try:
-                outcomes = self._write_batch([item for item, _, _ in live])
+                outcomes = _run_batch(
+                    self._write_batch, [item for item, _, _ in live], self._observe
+                )
+                break
             except RetryLater:
                 time.sleep(0.01)
                 live = [entry for entry in live if not entry[1].cancelled()]
                 if not live:
                     return
-                continue
-            except BaseException as exc:  # every caller must be answered
-                outcomes = [exc] * len(live)
-            break
-        if self._observe is not None:
-            ok = not any(isinstance(o, BaseException) for o in outcomes)
-            self._observe(len(live), time.perf_counter() - started, ok)
         by_loop: dict[
             asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Result], Result | BaseException]]
         ] = {}
