@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -21,10 +20,6 @@ def normalized_url(url: str) -> str:
     return url
 
 
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite:")
 
@@ -38,7 +33,6 @@ def build_engine(config: StoreConfig) -> Engine:
         pool_size=config.pool_size,
         max_overflow=config.pool_size,
         pool_pre_ping=True,
-        json_serializer=_json_text,
         pool_timeout=config.connect_timeout,
         connect_args={
             "connect_timeout": max(1, round(config.connect_timeout)),
@@ -60,7 +54,6 @@ def _sqlite_engine(url: str, config: StoreConfig) -> Engine:
         pool_size=config.pool_size,
         max_overflow=config.pool_size,
         pool_timeout=config.connect_timeout,
-        json_serializer=_json_text,
         connect_args={"timeout": config.busy_timeout, "check_same_thread": False},
     )
     busy_ms = int(config.busy_timeout * 1000)

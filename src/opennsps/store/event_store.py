@@ -128,10 +128,7 @@ class EventStore:
     def _write_batch(self, items: Sequence[WriteItem]) -> Sequence[WriteResult | BaseException]:
         try:
             results = self._write_with_isolation(items)
-        except RetryLater:
-            self.writes_failing = True
-            raise
-        except StoreUnavailable:
+        except (RetryLater, StoreUnavailable):
             self.writes_failing = True
             raise
         self.writes_failing = False
