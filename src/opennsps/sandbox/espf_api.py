@@ -187,19 +187,19 @@ class EspfApi:
         return {"i_account": i_account, "statuses": self.statuses(i_account)}
 
     def statuses(self, i_account: int) -> list[dict[str, Any]]:
-        """The latest status per group, then the full history, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT group_name, status, error, recorded_at FROM espf_status_history"
-                " WHERE i_account = ? ORDER BY id",
-                (i_account,),
-            ).fetchall()
+        """The latest status per group, in the order the groups were first reported."""
         latest: dict[str, dict[str, Any]] = {}
-        for group, status, error, at in rows:
-            latest[group] = {"group": group, "status": status, "error": error, "updated_at": at}
+        for entry in self.history(i_account):
+            latest[entry["group"]] = {
+                "group": entry["group"],
+                "status": entry["status"],
+                "error": entry["error"],
+                "updated_at": entry["recorded_at"],
+            }
         return list(latest.values())
 
     def history(self, i_account: int) -> list[dict[str, Any]]:
+        """Every status reported for the account, oldest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT group_name, status, error, recorded_at FROM espf_status_history"
