@@ -283,3 +283,22 @@ def test_the_espf_api_client(sandbox: SandboxServer) -> None:
     with pytest.raises(EspfApiError) as missing:
         asyncio.run(unknown_account())
     assert missing.value.status_code == 404 and missing.value.retryable is False
+
+
+def test_expired_answers_leave_the_cache(sandbox: SandboxServer) -> None:
+    now = [0.0]
+
+    async def run() -> int:
+        settings = PortaBillingSettings(url=sandbox.url, login=API_LOGIN, password=API_PASSWORD)
+        client = PortaBillingClient(settings, clock=lambda: now[0])
+        try:
+            for i_account in range(FIRST, FIRST + 20):
+                await client.call("Account/get_account_info", {"i_account": i_account})
+            assert len(client._cache) == 20
+            now[0] = 6.0  # past the 5 s TTL
+            await client.call("Account/get_account_info", {"i_account": FIRST})
+            return len(client._cache)
+        finally:
+            await client.close()
+
+    assert asyncio.run(run()) == 1

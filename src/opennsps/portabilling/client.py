@@ -65,6 +65,7 @@ class PortaBillingClient:
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._swept_at = clock()
         self.logins = 0
         self.calls = 0
 
@@ -75,39 +76,41 @@ class PortaBillingClient:
         self, method: str, params: dict[str, Any], *, cached: bool = True
     ) -> dict[str, Any]:
         """Call `Service/method` and return its JSON answer (`{}` for an unknown entity)."""
+        if not cached:
+            return await self._call_with_retries(method, params)
         key = method + orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
-        if cached:
-            hit = self._cache.get(key)
-            if hit is not None and self._clock() - hit[0] < self.settings.cache_ttl:
-                return hit[1]
-            # Concurrent identical calls share one request.
-            waiting = self._pending.get(key)
-            if waiting is not None:
-                return await asyncio.shield(waiting)
+        hit = self._cache.get(key)
+        if hit is not None and self._clock() - hit[0] < self.settings.cache_ttl:
+            return hit[1]
+        # Concurrent identical calls share one request.
+        waiting = self._pending.get(key)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        if cached:
-            self._pending[key] = future
+        self._pending[key] = future
         try:
             answer = await self._call_with_retries(method, params)
         except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # retrieved here; waiters re-raise it
+            future.set_exception(exc)
+            future.exception()  # retrieved here; the waiters re-raise it
             raise
         finally:
-            self._pending.pop(key, None)
-        if not future.done():
-            future.set_result(answer)
-        if cached:
-            self._cache[key] = (self._clock(), answer)
-            if len(self._cache) > 10_000:
-                self._evict()
+            del self._pending[key]
+        future.set_result(answer)
+        self._remember(key, answer)
         return answer
 
-    def _evict(self) -> None:
+    def _remember(self, key: str, answer: dict[str, Any]) -> None:
         now = self._clock()
-        for key in [k for k, (at, _) in self._cache.items() if now - at >= self.settings.cache_ttl]:
-            del self._cache[key]
+        self._cache[key] = (now, answer)
+        # Expired answers are swept at most once per TTL, so the cache holds about
+        # two TTLs' worth of calls and the sweep costs nothing per call.
+        if now - self._swept_at >= self.settings.cache_ttl:
+            self._swept_at = now
+            for stale in [
+                k for k, (at, _) in self._cache.items() if now - at >= self.settings.cache_ttl
+            ]:
+                del self._cache[stale]
 
     async def _call_with_retries(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         last: PortaBillingError | None = None
