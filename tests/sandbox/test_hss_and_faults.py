@@ -154,3 +154,35 @@ def test_injected_errors_latency_and_espf_outage(sandbox: SandboxServer) -> None
     assert down.status_code == 503 and up.status_code == 200
     assert bad.status_code == 400 and "between 0 and 1" in bad.json()["error"]
     assert described["injected_errors"] == 1
+
+
+def test_an_imsi_freed_by_an_update_or_delete_can_be_used_again(hss: str) -> None:
+    with httpx.Client(base_url=hss) as client:
+        first = provision(client)
+        sid = first["subscriber_id"]
+        moved = client.patch(f"/subscriber/{sid}", json={**first, "imsi": "001010000000002"})
+        assert moved.status_code == 200
+        assert client.get(f"/subscriber/imsi/{IMSI}").json() is None
+        assert client.get("/subscriber/imsi/001010000000002").json()["subscriber_id"] == sid
+        ki, opc = sim_secrets("001010000000003")
+        auc = client.put(
+            "/auc/", json={"ki": ki, "opc": opc, "amf": "8000", "imsi": "001010000000003"}
+        ).json()
+        other = client.put(
+            "/subscriber/",
+            json={
+                "imsi": "001010000000003",
+                "auc_id": auc["auc_id"],
+                "default_apn": 1,
+                "apn_list": "1",
+            },
+        ).json()
+        clash = client.patch(
+            f"/subscriber/{other['subscriber_id']}", json={**other, "imsi": "001010000000002"}
+        )
+        assert clash.status_code == 400
+        assert client.delete(f"/subscriber/{sid}").json() == {"Result": "OK"}
+        reused = client.patch(
+            f"/subscriber/{other['subscriber_id']}", json={**other, "imsi": "001010000000002"}
+        )
+        assert reused.status_code == 200

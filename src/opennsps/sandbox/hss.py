@@ -86,6 +86,10 @@ class HssState:
         self.auc: dict[int, dict[str, Any]] = {}
         self.subscriber: dict[int, dict[str, Any]] = {}
         self._ids = {"apn": 0, "auc": 0, "subscriber": 0}
+        # Unique keys, indexed as PyHSS's database indexes them (a SIM file has a million).
+        self._auc_by_imsi: dict[str, int] = {}
+        self._auc_by_iccid: dict[str, int] = {}
+        self._subscriber_by_imsi: dict[str, int] = {}
 
     def next_id(self, kind: str) -> int:
         self._ids[kind] += 1
@@ -101,33 +105,39 @@ class HssState:
 
     def create_auc(self, body: dict[str, Any]) -> dict[str, Any]:
         _require(body, AUC_REQUIRED, "auc")
+        imsi, iccid = str(body["imsi"]), str(body["iccid"]) if body.get("iccid") else None
         with self.lock:
-            for existing in self.auc.values():
-                if existing["imsi"] == body["imsi"]:
-                    raise _integrity(f"UNIQUE constraint failed: auc.imsi ({body['imsi']})")
-                if body.get("iccid") and existing.get("iccid") == body["iccid"]:
-                    raise _integrity(f"UNIQUE constraint failed: auc.iccid ({body['iccid']})")
+            if imsi in self._auc_by_imsi:
+                raise _integrity(f"UNIQUE constraint failed: auc.imsi ({imsi})")
+            if iccid is not None and iccid in self._auc_by_iccid:
+                raise _integrity(f"UNIQUE constraint failed: auc.iccid ({iccid})")
             auc_id = self.next_id("auc")
             record = {"sqn": 1, "iccid": None, **body, "auc_id": auc_id}
             self.auc[auc_id] = record
+            self._auc_by_imsi[imsi] = auc_id
+            if iccid is not None:
+                self._auc_by_iccid[iccid] = auc_id
         return record
 
     def auc_by_imsi(self, imsi: str) -> dict[str, Any] | None:
         with self.lock:
-            return next((a for a in self.auc.values() if a["imsi"] == imsi), None)
+            auc_id = self._auc_by_imsi.get(imsi)
+            return self.auc[auc_id] if auc_id is not None else None
 
     def create_subscriber(self, body: dict[str, Any]) -> dict[str, Any]:
         _require(body, SUBSCRIBER_REQUIRED, "subscriber")
         record = {**SUBSCRIBER_DEFAULTS, **body}
         _strip_plus(record)
+        imsi = str(record["imsi"])
         with self.lock:
-            if any(s["imsi"] == record["imsi"] for s in self.subscriber.values()):
-                raise _integrity(f"UNIQUE constraint failed: subscriber.imsi ({record['imsi']})")
+            if imsi in self._subscriber_by_imsi:
+                raise _integrity(f"UNIQUE constraint failed: subscriber.imsi ({imsi})")
             if int(record["auc_id"]) not in self.auc:
                 raise _integrity("FOREIGN KEY constraint failed: subscriber.auc_id")
             subscriber_id = self.next_id("subscriber")
             record["subscriber_id"] = subscriber_id
             self.subscriber[subscriber_id] = record
+            self._subscriber_by_imsi[imsi] = subscriber_id
         return record
 
     def update_subscriber(self, subscriber_id: int, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -137,20 +147,27 @@ class HssState:
                 return None
             updated = {**current, **body, "subscriber_id": subscriber_id}
             _strip_plus(updated)
-            if any(
-                s["imsi"] == updated["imsi"] and sid != subscriber_id
-                for sid, s in self.subscriber.items()
-            ):
-                raise _integrity(f"UNIQUE constraint failed: subscriber.imsi ({updated['imsi']})")
+            imsi = str(updated["imsi"])
+            if self._subscriber_by_imsi.get(imsi, subscriber_id) != subscriber_id:
+                raise _integrity(f"UNIQUE constraint failed: subscriber.imsi ({imsi})")
+            del self._subscriber_by_imsi[str(current["imsi"])]
+            self._subscriber_by_imsi[imsi] = subscriber_id
             self.subscriber[subscriber_id] = updated
             return updated
 
     def delete_subscriber(self, subscriber_id: int) -> bool:
         with self.lock:
-            return self.subscriber.pop(subscriber_id, None) is not None
+            removed = self.subscriber.pop(subscriber_id, None)
+            if removed is None:
+                return False
+            del self._subscriber_by_imsi[str(removed["imsi"])]
+            return True
 
     def find_subscriber(self, field: str, value: str) -> dict[str, Any] | None:
         with self.lock:
+            if field == "imsi":
+                subscriber_id = self._subscriber_by_imsi.get(value)
+                return self.subscriber[subscriber_id] if subscriber_id is not None else None
             return next((s for s in self.subscriber.values() if str(s.get(field)) == value), None)
 
     def dump(self) -> dict[str, Any]:
