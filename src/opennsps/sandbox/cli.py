@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 import typer
@@ -285,14 +285,19 @@ def _progress() -> Progress:
     )
 
 
-def _change(url: str, method: str, path: str, body: dict[str, object] | None = None) -> None:
+def _sandbox_request(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """A request to a running sandbox; a clear error and exit 1 when it does not answer."""
     try:
-        response = httpx.request(
-            method, f"{url}{path}", json=body or {}, timeout=30, verify=SANDBOX_TLS_VERIFY
+        return httpx.request(
+            method, f"{url}{path}", timeout=30, verify=SANDBOX_TLS_VERIFY, **kwargs
         )
     except httpx.HTTPError as exc:
         err.print(f"error: the sandbox at {url} does not answer: {exc}")
         raise typer.Exit(1) from None
+
+
+def _change(url: str, method: str, path: str, body: dict[str, object] | None = None) -> None:
+    response = _sandbox_request(url, method, path, json=body or {})
     if response.status_code != 200:
         err.print(f"error: {response.json().get('error', response.text)}")
         raise typer.Exit(1)
@@ -415,13 +420,7 @@ def deliveries(
     params: dict[str, int] = {"limit": limit}
     if i_event is not None:
         params["i_event"] = i_event
-    try:
-        answer = httpx.get(
-            f"{url}/sandbox/eventsender", params=params, timeout=30, verify=SANDBOX_TLS_VERIFY
-        ).json()
-    except httpx.HTTPError as exc:
-        err.print(f"error: the sandbox at {url} does not answer: {exc}")
-        raise typer.Exit(1) from None
+    answer = _sandbox_request(url, "GET", "/sandbox/eventsender", params=params).json()
     queue = answer["queue"]
     table = Table(
         title=f"queue: {queue['pending']} pending, {queue['delivered']} delivered, "
