@@ -1,4 +1,5 @@
-"""The ASGI application: ESPF ingress and operations endpoints over one event store."""
+"""The ASGI application: ESPF ingress, the pipeline, the management API and operations
+endpoints over one store."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from starlette.concurrency import run_in_threadpool
 
 from opennsps import __version__
 from opennsps.config import Settings, redact_url
+from opennsps.console.api import router as api_router
+from opennsps.console.auth import TokenAuthenticator
 from opennsps.http_errors import install_error_handlers
 from opennsps.ingress.endpoint import EspfIngress
 from opennsps.ingress.trace import TraceIdMiddleware
 from opennsps.logging import get_logger
 from opennsps.ops.endpoints import health, prometheus_metrics, readiness
+from opennsps.pipeline.runtime import Pipeline
 from opennsps.store.event_store import EventStore
 
 log = get_logger("opennsps.app")
@@ -23,11 +27,15 @@ log = get_logger("opennsps.app")
 def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
     """Build the application; the store is opened (and migrated) when the app starts."""
     event_store = store if store is not None else EventStore(settings.store)
+    pipeline = Pipeline(settings, event_store.engine)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         before, after = await run_in_threadpool(event_store.upgrade)
+        await run_in_threadpool(pipeline.handler_store.sync_from_config, settings.handlers)
         await run_in_threadpool(event_store.open, apply_migrations=False)
+        if settings.pipeline.enabled:
+            await pipeline.start()
         log.info(
             "opennsps started",
             version=__version__,
@@ -35,10 +43,14 @@ def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
             schema_before=before,
             schema=after,
             sources=sorted(settings.ingress.sources),
+            handlers=[h.id for h in settings.handlers],
+            pipeline=settings.pipeline.enabled,
         )
         try:
             yield
         finally:
+            if settings.pipeline.enabled:
+                await pipeline.stop()
             await run_in_threadpool(event_store.close)
             log.info("opennsps stopped")
 
@@ -51,12 +63,15 @@ def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
     )
     app.state.store = event_store
     app.state.settings = settings
+    app.state.pipeline = pipeline
+    app.state.api_auth = TokenAuthenticator(settings.api.tokens)
     install_error_handlers(app)
-    ingress = EspfIngress(settings.ingress, event_store)
+    ingress = EspfIngress(settings.ingress, event_store, on_stored=pipeline.worker.wake)
     app.router.add_route("/espf/events", ingress.default_source, methods=["POST"])
     app.router.add_route("/espf/events/{source}", ingress.named_source, methods=["POST"])
     app.router.add_route("/health", health, methods=["GET"])
     app.router.add_route("/ready", readiness(event_store), methods=["GET"])
     app.router.add_route("/metrics", prometheus_metrics, methods=["GET"])
+    app.include_router(api_router)
     app.add_middleware(TraceIdMiddleware)
     return app

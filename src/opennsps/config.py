@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from opennsps.domain.routing import validate_pattern
+
 ENV_PREFIX = "OPENNSPS_"
 ENV_CONFIG_PATH = "OPENNSPS_CONFIG"
 ENV_NESTING = "__"
@@ -105,11 +107,41 @@ AuthConfig = Annotated[
 ]
 
 
+class EspfApiConfig(_Section):
+    """PortaBilling's ESPF API (provisioning statuses, groups, scheduled events)."""
+
+    url: str | None = None  # defaults to the PortaBilling url
+    login: str = Field(min_length=1)
+    password: SecretStr
+
+
+class PortaBillingConfig(_Section):
+    """PortaBilling's JSON API for one environment: where enrichment reads from."""
+
+    url: str = Field(pattern=r"^https?://")
+    login: str = Field(min_length=1)
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    verify_tls: bool = True
+    timeout: float = Field(default=10.0, gt=0)
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    attempts: int = Field(default=3, ge=1, le=10)
+    cache_ttl: float = Field(default=5.0, ge=0)
+    espf_api: EspfApiConfig | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> PortaBillingConfig:
+        if self.password is None and self.token is None:
+            raise ValueError("needs 'password' or 'token' for Session/login")
+        return self
+
+
 class SourceConfig(_Section):
     """One PortaBilling environment that posts events to /espf/events/{name}."""
 
     i_env: int | None = None
     auth: AuthConfig
+    portabilling: PortaBillingConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -144,11 +176,131 @@ class IngressConfig(_Section):
         return value
 
 
+class RetryConfig(_Section):
+    """A retry schedule (domain/retry.py); the defaults follow PortaOne's NSPS."""
+
+    fast_attempts: int = Field(default=100, ge=0, le=10_000)
+    fast_first_seconds: float = Field(default=60.0, gt=0)
+    fast_max_seconds: float = Field(default=600.0, gt=0)
+    slow_steps_seconds: list[float] = Field(
+        default_factory=lambda: [3600.0, 7200.0, 14400.0, 28800.0, 57600.0, 86400.0],
+        min_length=1,
+    )
+    give_up_after_seconds: float = Field(default=30 * 86400.0, gt=0)
+    jitter: float = Field(default=0.2, ge=0, lt=1)
+
+
+class HttpHandlerConfig(_Section):
+    url: str = Field(pattern=r"^https?://")
+    token: SecretStr | None = None
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    verify_tls: bool = True
+
+
+class ScriptHandlerConfig(_Section):
+    command: list[str] = Field(min_length=1)
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+    working_directory: str | None = None
+
+
+class PythonHandlerConfig(_Section):
+    entry_point: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    options: dict[str, Any] = Field(default_factory=dict)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+
+
+HANDLER_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class HandlerConfig(_Section):
+    """A handler: which events go to which connector, and how (docs/handlers.md)."""
+
+    id: str = Field(pattern=HANDLER_ID_PATTERN)
+    name: str = Field(default="", max_length=200)
+    events: list[str] = Field(min_length=1)
+    priority: int = Field(default=10, ge=1, le=1000)
+    status: Literal["enabled", "disabled", "archived"] = "enabled"
+    type: Literal["http", "script", "python"]
+    http: HttpHandlerConfig | None = None
+    script: ScriptHandlerConfig | None = None
+    python: PythonHandlerConfig | None = None
+    enrichment: bool = True
+    retry: RetryConfig | None = None
+    status_group: str | None = Field(default=None, min_length=1, max_length=64)
+    max_concurrency: int = Field(default=16, ge=1, le=1000)
+
+    @field_validator("events")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return [validate_pattern(pattern) for pattern in value]
+
+    @model_validator(mode="after")
+    def _settings_for_type(self) -> HandlerConfig:
+        given = {t for t in ("http", "script", "python") if getattr(self, t) is not None}
+        if self.type not in given:
+            raise ValueError(f"a handler of type {self.type!r} needs a '{self.type}' section")
+        if given - {self.type}:
+            extra = ", ".join(sorted(given - {self.type}))
+            raise ValueError(f"a handler of type {self.type!r} takes no '{extra}' section")
+        return self
+
+
+class PipelineConfig(_Section):
+    """The worker that delivers events to handlers."""
+
+    enabled: bool = True
+    max_in_flight: int = Field(default=64, ge=1, le=10_000)
+    claim_batch: int = Field(default=32, ge=1, le=1000)
+    poll_interval: float = Field(default=0.2, gt=0, le=60)
+    lease_seconds: float = Field(default=60.0, ge=5)
+    shutdown_grace: float = Field(default=10.0, ge=0)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+
+class RetentionConfig(_Section):
+    days: float = Field(default=90.0, gt=0)
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    interval_seconds: float = Field(default=3600.0, gt=0)
+
+
+class ApiToken(_Section):
+    name: str = Field(min_length=1, max_length=64)
+    token: SecretStr
+    role: Literal["admin", "operator", "viewer"]
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
+class ApiConfig(_Section):
+    """The management REST API (/api/v1) and who may use it."""
+
+    tokens: list[ApiToken] = Field(default_factory=list)
+
+
 class Settings(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     ingress: IngressConfig = Field(default_factory=IngressConfig)
+    handlers: list[HandlerConfig] = Field(default_factory=list)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+
+    @field_validator("handlers")
+    @classmethod
+    def _unique_handler_ids(cls, value: list[HandlerConfig]) -> list[HandlerConfig]:
+        seen: set[str] = set()
+        for handler in value:
+            if handler.id in seen:
+                raise ValueError(f"handler id {handler.id!r} is declared twice")
+            seen.add(handler.id)
+        return value
 
 
 def load_settings(
@@ -253,7 +405,8 @@ def _shown(error: Any) -> str:
     if isinstance(value, dict | list) or value is None:
         return ""
     if any(
-        word in ".".join(map(str, error["loc"])) for word in ("password", "credentials", "keys")
+        word in ".".join(map(str, error["loc"]))
+        for word in ("password", "credentials", "keys", "token")
     ):
         return ""
     return f" (got {value!r})"

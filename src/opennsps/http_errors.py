@@ -44,7 +44,22 @@ def error_response(
     return json_response(error_body(message, error, chosen), status_code, headers)
 
 
+class ApiError(Exception):
+    """An answer in the ErrorResponse shape, raised from anywhere in a request."""
+
+    def __init__(self, status_code: int, message: str, error: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.error = error
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    async def api_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return error_response(exc.status_code, exc.message, exc.error, headers=headers)
+
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = exc.detail.lower().replace(" ", "_") if isinstance(exc.detail, str) else "error"
@@ -61,6 +76,7 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("unhandled error", exc_info=exc)
         return error_response(500, "internal error; see the server log", "internal_error")
 
+    app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -40,3 +40,45 @@ def observe_commit(size: int, seconds: float, ok: bool) -> None:
     if not ok:
         STORE_COMMIT_FAILURES.inc()
     STORE_UP.set(1 if ok else 0)
+
+
+DELIVERIES = Counter(
+    "opennsps_deliveries_total",
+    "Delivery attempts by handler and outcome (delivered, waiting, rejected, retry, dead).",
+    ["handler", "outcome"],
+)
+END_TO_END_LATENCY = Histogram(
+    "opennsps_end_to_end_latency_seconds",
+    "Time from an event's receipt to its delivery to a handler.",
+    ["handler"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600, 3600, 86400),
+)
+QUEUE_DEPTH = Gauge(
+    "opennsps_queue_depth",
+    "Deliveries by handler and state (refreshed every few seconds).",
+    ["handler", "state"],
+)
+OLDEST_PENDING_AGE = Gauge(
+    "opennsps_oldest_pending_seconds",
+    "Age of the oldest pending delivery.",
+)
+PORTABILLING_CALLS = Counter(
+    "opennsps_portabilling_calls_total",
+    "PortaBilling API calls by method and result (ok, fault, error).",
+    ["method", "result"],
+)
+PORTABILLING_LATENCY = Histogram(
+    "opennsps_portabilling_call_seconds",
+    "Duration of one PortaBilling API call.",
+    ["method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+STATUS_OUTBOX_BACKLOG = Gauge(
+    "opennsps_status_outbox_backlog",
+    "Provisioning statuses not yet taken by PortaBilling's ESPF API.",
+)
+STATUS_REPORTS = Counter(
+    "opennsps_status_reports_total",
+    "Status reports sent to the ESPF API by result (sent, retry, refused).",
+    ["result"],
+)

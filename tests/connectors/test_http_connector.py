@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from opennsps.connectors.http import AttemptResult, HttpConnector, HttpConnectorSettings
+from opennsps.connectors.base import AttemptResult
+from opennsps.connectors.http import HttpConnector, HttpConnectorSettings
 from opennsps.connectors.payload import nsps_event
 from opennsps.domain.outcomes import OutcomeKind, classify, parse_retry_after
 from tests.support import free_port, running

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from opennsps.connectors.http import AttemptResult
+from opennsps.connectors.base import AttemptResult
 from opennsps.connectors.script import ScriptConnector, ScriptConnectorSettings
 from opennsps.domain.outcomes import OutcomeKind
 

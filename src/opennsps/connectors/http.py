@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import orjson
 
-from opennsps.domain.outcomes import Outcome, classify
-
-EXCERPT_BYTES = 4096
+from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
+from opennsps.domain.outcomes import classify
 
 
 @dataclass(frozen=True)
@@ -24,15 +23,6 @@ class HttpConnectorSettings:
     token: str | None = None
     timeout: float = 30.0
     verify_tls: bool = True
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    outcome: Outcome
-    status_code: int | None
-    response_excerpt: str
-    error: str | None
-    duration_ms: float
 
 
 class HttpConnector:

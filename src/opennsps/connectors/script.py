@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from opennsps.connectors.http import EXCERPT_BYTES, AttemptResult
+from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
 from opennsps.domain.outcomes import Outcome, OutcomeKind
 
 EXIT_REJECTED = 65

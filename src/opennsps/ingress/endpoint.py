@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -71,9 +72,16 @@ class Rejection(Exception):
 
 
 class EspfIngress:
-    def __init__(self, config: IngressConfig, store: EventStore, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        config: IngressConfig,
+        store: EventStore,
+        clock: Clock = time.time,
+        on_stored: Callable[[], None] | None = None,
+    ) -> None:
         self.config = config
         self.store = store
+        self.on_stored = on_stored
         self.sources = {
             name: Source(name, source.i_env, build_authenticator(source.auth, source.i_env, clock))
             for name, source in config.sources.items()
@@ -190,6 +198,8 @@ class EspfIngress:
                 {"Retry-After": RETRY_AFTER_SECONDS},
             )
         label = "duplicate" if outcome.duplicate else "accepted"
+        if not outcome.duplicate and self.on_stored is not None:
+            self.on_stored()
         metrics.EVENTS_RECEIVED.labels(event.event_type, label).inc()
         log.info(
             "espf event " + label,

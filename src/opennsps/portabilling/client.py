@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import orjson
 
+# Told of every HTTP call: method, seconds, and "ok", "fault" or "error".
+CallObserver = Callable[[str, float, str], None]
 SESSION_FAULTS = frozenset({"Server.Session.check_auth.auth_failed"})
 
 
@@ -49,6 +51,7 @@ class PortaBillingClient:
         settings: PortaBillingSettings,
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
+        observe: CallObserver | None = None,
     ) -> None:
         if not settings.password and not settings.token:
             raise ValueError("PortaBilling credentials need a password or an API token")
@@ -66,6 +69,7 @@ class PortaBillingClient:
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._swept_at = clock()
+        self._observe = observe
         self.logins = 0
         self.calls = 0
 
@@ -162,17 +166,25 @@ class PortaBillingClient:
             fields["auth_info"] = orjson.dumps(auth_info).decode()
         async with self._slots:
             self.calls += 1
+            started = time.perf_counter()
             try:
                 response = await self._http.post(f"/rest/{method}", data=fields)
             except httpx.TimeoutException:
+                self._observed(method, started, "error")
                 raise PortaBillingError(
                     f"{method}: no answer within {self.settings.timeout:g} s", retryable=True
                 ) from None
             except httpx.HTTPError as exc:
+                self._observed(method, started, "error")
                 raise PortaBillingError(
                     f"{method}: {type(exc).__name__}: {exc}", retryable=True
                 ) from None
+        self._observed(method, started, "ok" if response.status_code == 200 else "fault")
         return _answer(method, response)
+
+    def _observed(self, method: str, started: float, result: str) -> None:
+        if self._observe is not None:
+            self._observe(method, time.perf_counter() - started, result)
 
 
 def _answer(method: str, response: httpx.Response) -> dict[str, Any]:

@@ -130,11 +130,14 @@ class BatchWriter:
                 "events",
                 EVENT_COLUMNS,
                 len(chunk),
-                " ON CONFLICT (source, i_event) DO NOTHING RETURNING event_id",
+                " ON CONFLICT (source, i_event) DO NOTHING RETURNING seq, event_id",
             )
             values = [value for new in chunk for value in self._event_values(new)]
             cursor.execute(statement, values)
-            inserted.update(row[0] for row in cursor.fetchall())
+            rows = cursor.fetchall()
+            inserted.update(row[1] for row in rows)
+            if rows:
+                self._route(cursor, [row[0] for row in rows])
 
         stored_id = {
             key: new.event_id for key, new in first_of_key.items() if new.event_id in inserted
@@ -149,6 +152,22 @@ class BatchWriter:
             )
             for new in new_events
         }
+
+    def _route(self, cursor: Any, seqs: list[int]) -> None:
+        """One delivery per enabled handler whose patterns match, in the event's transaction."""
+        marks = ", ".join([self._param] * len(seqs))
+        match = "GLOB" if self.dialect == "sqlite" else "LIKE"
+        cursor.execute(
+            "INSERT INTO deliveries (event_seq, handler_id, priority, entity_key, state,"  # noqa: S608
+            " failures, attempts, next_attempt_at, configuration_problem, created_at,"
+            " updated_at)"
+            " SELECT e.seq, h.id, h.priority, COALESCE(e.entity_key, 'event:' || e.event_id),"
+            " 'pending', 0, 0, e.received_at, FALSE, e.received_at, e.received_at"
+            " FROM events e JOIN handlers h ON h.status = 'enabled'"
+            f" WHERE e.seq IN ({marks}) AND EXISTS (SELECT 1 FROM handler_routes r"
+            f" WHERE r.handler_id = h.id AND e.event_type {match} r.match)",
+            seqs,
+        )
 
     def _existing_event_ids(
         self, cursor: Any, keys: list[tuple[str, int]]

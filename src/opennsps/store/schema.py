@@ -10,6 +10,8 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -18,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -89,4 +92,123 @@ rejected_requests = Table(
     Column("request_id", String(128)),
     Column("unique_id", String(128)),
     Index("ix_rejected_requests_received_at", "received_at"),
+)
+
+handlers = Table(
+    "handlers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("definition", Json, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("managed_by", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+handler_routes = Table(
+    "handler_routes",
+    metadata,
+    Column(
+        "handler_id", String(64), ForeignKey("handlers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("pattern", String(255), primary_key=True),
+    # The pattern in the database's own matching syntax: GLOB on SQLite, LIKE on PostgreSQL.
+    Column("match", String(300), nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", SequenceId, primary_key=True, autoincrement=True),
+    Column("event_seq", SequenceId, ForeignKey("events.seq", ondelete="CASCADE"), nullable=False),
+    Column("handler_id", String(64), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("entity_key", String(300), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("first_attempt_at", UtcDateTime()),
+    Column("last_attempt_at", UtcDateTime()),
+    Column("finished_at", UtcDateTime()),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", UtcDateTime()),
+    Column("last_error", Text),
+    Column("configuration_problem", Boolean, nullable=False, default=False),
+    Column("reported_status", String(16)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_deliveries_event_seq", "event_seq"),
+    Index("ix_deliveries_state_handler", "state", "handler_id"),
+    Index(
+        "ix_deliveries_open_entity",
+        "handler_id",
+        "entity_key",
+        "id",
+        sqlite_where=text("state IN ('pending', 'in_flight')"),
+        postgresql_where=text("state IN ('pending', 'in_flight')"),
+    ),
+    Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        "id",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", SequenceId, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id", SequenceId, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("event_seq", SequenceId, nullable=False),
+    Column("handler_id", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("status_code", Integer),
+    Column("outcome", String(16), nullable=False),
+    Column("error", Text),
+    Column("configuration_problem", Boolean, nullable=False, default=False),
+    Column("response_excerpt", Text),
+    Column("pb_data", Json),
+    Column("worker", String(64)),
+    Index("ix_attempts_delivery_id", "delivery_id"),
+    Index("ix_attempts_started_at", "started_at"),
+    Index("ix_attempts_handler_started_at", "handler_id", "started_at"),
+)
+
+status_outbox = Table(
+    "status_outbox",
+    metadata,
+    Column("id", SequenceId, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("i_account", BigInteger, nullable=False),
+    Column("group_name", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("origin", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", UtcDateTime()),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime()),
+    Index("ix_status_outbox_state_due", "state", "next_attempt_at"),
+    Index("ix_status_outbox_account", "source", "i_account", "group_name", "id"),
+)
+
+runtime_flags = Table(
+    "runtime_flags",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )

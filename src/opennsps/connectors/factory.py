@@ -1,0 +1,43 @@
+"""Building the connector a handler's definition describes."""
+
+from __future__ import annotations
+
+from opennsps.config import HandlerConfig
+from opennsps.connectors.base import Connector
+from opennsps.connectors.http import HttpConnector, HttpConnectorSettings
+from opennsps.connectors.plugin import PluginConnector, load_plugin
+from opennsps.connectors.script import ScriptConnector, ScriptConnectorSettings
+
+
+def build_connector(handler: HandlerConfig) -> Connector:
+    """Raises PluginLoadError (or ValueError) when the definition cannot be used."""
+    if handler.type == "http":
+        assert handler.http is not None
+        http = handler.http
+        return HttpConnector(
+            HttpConnectorSettings(
+                url=http.url,
+                token=http.token.get_secret_value() if http.token else None,
+                timeout=http.timeout,
+                verify_tls=http.verify_tls,
+            )
+        )
+    if handler.type == "script":
+        assert handler.script is not None
+        script = handler.script
+        return ScriptConnector(
+            ScriptConnectorSettings(
+                command=tuple(script.command),
+                timeout=script.timeout,
+                working_directory=script.working_directory,
+            )
+        )
+    assert handler.python is not None
+    python = handler.python
+    return PluginConnector(load_plugin(python.entry_point, python.options), python.timeout)
+
+
+def connector_timeout(handler: HandlerConfig) -> float:
+    section = handler.http or handler.script or handler.python
+    assert section is not None
+    return section.timeout

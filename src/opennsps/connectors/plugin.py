@@ -1,0 +1,98 @@
+"""In-process Python connectors: no HTTP hop, same outcomes.
+
+A handler of type `python` names an entry point `package.module:factory`. The factory is
+called once with the handler's `options` and returns a plug-in object with
+
+    async def deliver(self, event: dict, *, request_id: str | None,
+                      unique_id: str | None) -> dict | None
+
+and optionally `async def close(self)`. Returning normally means delivered (a returned
+`{"status": "IN_PROGRESS"}` means waiting for an asynchronous status); raising
+`Rejected` means the event can never succeed (not retried); any other exception, or
+running past the handler's timeout, is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from typing import Any, Protocol
+
+from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
+from opennsps.domain.outcomes import Outcome, OutcomeKind
+
+
+class Rejected(Exception):
+    """Raised by a plug-in for an event that can never succeed."""
+
+
+class PluginLoadError(RuntimeError):
+    pass
+
+
+class Plugin(Protocol):
+    async def deliver(
+        self, event: dict[str, Any], *, request_id: str | None, unique_id: str | None
+    ) -> dict[str, Any] | None: ...
+
+
+def load_plugin(entry_point: str, options: dict[str, Any]) -> Plugin:
+    module_name, _, attribute = entry_point.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        factory = getattr(module, attribute)
+    except (ImportError, AttributeError) as exc:
+        raise PluginLoadError(f"cannot load {entry_point}: {exc}") from exc
+    try:
+        plugin = factory(options)
+    except Exception as exc:
+        raise PluginLoadError(f"{entry_point} refused its options: {exc}") from exc
+    if not callable(getattr(plugin, "deliver", None)):
+        raise PluginLoadError(f"{entry_point} returned an object without a deliver() method")
+    return plugin  # type: ignore[no-any-return]
+
+
+class PluginConnector:
+    def __init__(self, plugin: Plugin, timeout: float) -> None:
+        self.plugin = plugin
+        self.timeout = timeout
+
+    async def close(self) -> None:
+        closer = getattr(self.plugin, "close", None)
+        if closer is not None:
+            await closer()
+
+    async def deliver(
+        self, event: dict[str, Any], *, request_id: str | None, unique_id: str | None
+    ) -> AttemptResult:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                answer = await self.plugin.deliver(
+                    event, request_id=request_id, unique_id=unique_id
+                )
+        except Rejected as exc:
+            reason = f"rejected: {exc}"[:EXCERPT_BYTES]
+            return _result(started, Outcome(OutcomeKind.REJECTED, reason), reason)
+        except TimeoutError:
+            reason = f"no answer within {self.timeout:g} s"
+            return _result(started, Outcome(OutcomeKind.RETRY, reason), reason)
+        except Exception as exc:  # a plug-in's failure is this attempt's outcome
+            reason = f"{type(exc).__name__}: {exc}"[:EXCERPT_BYTES]
+            return _result(started, Outcome(OutcomeKind.RETRY, reason), reason)
+        waiting = isinstance(answer, dict) and str(answer.get("status", "")).upper() == (
+            "IN_PROGRESS"
+        )
+        outcome = Outcome(
+            OutcomeKind.WAITING if waiting else OutcomeKind.DELIVERED,
+            "accepted; waiting for an asynchronous status" if waiting else "done",
+        )
+        excerpt = repr(answer)[:EXCERPT_BYTES] if answer is not None else ""
+        return _result(started, outcome, None, excerpt)
+
+
+def _result(
+    started: float, outcome: Outcome, error: str | None, excerpt: str = ""
+) -> AttemptResult:
+    return AttemptResult(outcome, None, excerpt, error, (time.perf_counter() - started) * 1000)

@@ -1,0 +1,442 @@
+"""The management REST API under /api/v1 (OpenAPI docs at /docs).
+
+Roles: viewer reads; operator also replays, pauses and resumes, enables and disables
+handlers, and reports statuses; admin also creates, changes, archives and deletes handlers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from opennsps.config import HandlerConfig
+from opennsps.console.auth import Caller, require
+from opennsps.domain.deliveries import DeliveryState
+from opennsps.domain.routing import matches
+from opennsps.http_errors import ApiError
+from opennsps.ingress.redaction import REDACTED
+from opennsps.pipeline.runtime import Pipeline
+from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH, EspfApiError
+from opennsps.store.deliveries import StatusReport
+from opennsps.store.handlers import HandlerConflict, HandlerNotFound, StoredHandler
+from opennsps.store.queries import DELIVERY_STATES, EVENT_STATES, AttemptFilter, EventFilter
+from opennsps.store.records import StoredRejectedRequest
+
+Viewer = Annotated[Caller, Depends(require("viewer"))]
+Operator = Annotated[Caller, Depends(require("operator"))]
+Admin = Annotated[Caller, Depends(require("admin"))]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _pipeline(request: Request) -> Pipeline:
+    pipeline: Pipeline = request.app.state.pipeline
+    return pipeline
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def handler_view(stored: StoredHandler) -> dict[str, Any]:
+    """A handler as shown to people: secrets masked."""
+    shown: dict[str, Any] = stored.definition.model_dump(mode="json")
+    if shown.get("http") and shown["http"].get("token") is not None:
+        shown["http"]["token"] = REDACTED
+    shown.update(
+        paused=stored.paused,
+        managed_by=stored.managed_by,
+        created_at=stored.created_at.isoformat(),
+        updated_at=stored.updated_at.isoformat(),
+    )
+    return shown
+
+
+def _handler_or_404(pipeline: Pipeline, handler_id: str) -> StoredHandler:
+    try:
+        return pipeline.handler_store.get(handler_id)
+    except HandlerNotFound as exc:
+        raise ApiError(404, str(exc), "handler_not_found") from exc
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+
+@router.get("/handlers", tags=["handlers"])
+def list_handlers(
+    request: Request,
+    _: Viewer,
+    status: Literal["enabled", "disabled", "archived"] | None = None,
+    type: Literal["http", "script", "python"] | None = None,
+    event: str | None = None,
+) -> list[dict[str, Any]]:
+    """Handlers by priority; filter by status, type, or an event type they receive."""
+    found = []
+    for stored in _pipeline(request).handler_store.list():
+        if status and stored.status != status:
+            continue
+        if type and stored.definition.type != type:
+            continue
+        if event and not any(matches(p, event) or p == event for p in stored.definition.events):
+            continue
+        found.append(handler_view(stored))
+    return found
+
+
+@router.get("/handlers/{handler_id}", tags=["handlers"])
+def get_handler(request: Request, handler_id: str, _: Viewer) -> dict[str, Any]:
+    return handler_view(_handler_or_404(_pipeline(request), handler_id))
+
+
+@router.post("/handlers", tags=["handlers"], status_code=201)
+def create_handler(request: Request, definition: HandlerConfig, _: Admin) -> dict[str, Any]:
+    pipeline = _pipeline(request)
+    try:
+        stored = pipeline.handler_store.create(definition)
+    except HandlerConflict as exc:
+        raise ApiError(409, str(exc), "handler_exists") from exc
+    return handler_view(stored)
+
+
+@router.put("/handlers/{handler_id}", tags=["handlers"])
+def replace_handler(
+    request: Request, handler_id: str, definition: HandlerConfig, _: Admin
+) -> dict[str, Any]:
+    if definition.id != handler_id:
+        raise ApiError(422, "the body's id must be the handler id in the path", "id_mismatch")
+    pipeline = _pipeline(request)
+    _handler_or_404(pipeline, handler_id)
+    try:
+        return handler_view(pipeline.handler_store.replace(definition))
+    except HandlerConflict as exc:
+        raise ApiError(409, str(exc), "managed_in_config") from exc
+
+
+@router.delete("/handlers/{handler_id}", tags=["handlers"], status_code=204)
+def delete_handler(request: Request, handler_id: str, _: Admin) -> None:
+    pipeline = _pipeline(request)
+    _handler_or_404(pipeline, handler_id)
+    try:
+        pipeline.handler_store.delete(handler_id)
+    except HandlerConflict as exc:
+        raise ApiError(409, str(exc), "handler_in_use") from exc
+
+
+def _set_status(
+    request: Request, handler_id: str, status: Literal["enabled", "disabled", "archived"]
+) -> dict[str, Any]:
+    pipeline = _pipeline(request)
+    _handler_or_404(pipeline, handler_id)
+    stored = pipeline.handler_store.set_status(handler_id, status)
+    pipeline.wake()
+    return handler_view(stored)
+
+
+@router.post("/handlers/{handler_id}/enable", tags=["handlers"])
+def enable_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
+    return _set_status(request, handler_id, "enabled")
+
+
+@router.post("/handlers/{handler_id}/disable", tags=["handlers"])
+def disable_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
+    """A disabled handler receives no new events; its queued deliveries wait."""
+    return _set_status(request, handler_id, "disabled")
+
+
+@router.post("/handlers/{handler_id}/archive", tags=["handlers"])
+def archive_handler(request: Request, handler_id: str, _: Admin) -> dict[str, Any]:
+    return _set_status(request, handler_id, "archived")
+
+
+@router.post("/handlers/{handler_id}/pause", tags=["handlers", "maintenance"])
+def pause_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
+    """Stop dispatching to this handler; new events still queue up for it."""
+    pipeline = _pipeline(request)
+    _handler_or_404(pipeline, handler_id)
+    return handler_view(pipeline.handler_store.set_paused(handler_id, True))
+
+
+@router.post("/handlers/{handler_id}/resume", tags=["handlers", "maintenance"])
+def resume_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
+    pipeline = _pipeline(request)
+    _handler_or_404(pipeline, handler_id)
+    stored = pipeline.handler_store.set_paused(handler_id, False)
+    pipeline.wake()
+    return handler_view(stored)
+
+
+@router.post("/handlers/{handler_id}/replay-dead", tags=["replay"])
+def replay_dead(request: Request, handler_id: str, _: Operator) -> dict[str, int]:
+    pipeline = _pipeline(request)
+    _handler_or_404(pipeline, handler_id)
+    count = pipeline.replayer.dead_of_handler(handler_id, _now())
+    pipeline.wake()
+    return {"replayed": count}
+
+
+# -- maintenance --------------------------------------------------------------------------
+
+
+@router.get("/pause", tags=["maintenance"])
+def pause_state(request: Request, _: Viewer) -> dict[str, bool]:
+    return {"paused": _pipeline(request).handler_store.paused()}
+
+
+@router.post("/pause", tags=["maintenance"])
+def pause_all(request: Request, _: Operator) -> dict[str, bool]:
+    """Maintenance mode: nothing is dispatched; ESPF ingress keeps accepting and storing."""
+    _pipeline(request).handler_store.set_global_pause(True)
+    return {"paused": True}
+
+
+@router.post("/resume", tags=["maintenance"])
+def resume_all(request: Request, _: Operator) -> dict[str, bool]:
+    pipeline = _pipeline(request)
+    pipeline.handler_store.set_global_pause(False)
+    pipeline.wake()
+    return {"paused": False}
+
+
+# -- events, deliveries, attempts ---------------------------------------------------------
+
+
+def _event_filter(
+    event_type: str | None,
+    i_account: int | None,
+    i_event: int | None,
+    source: str | None,
+    state: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> EventFilter:
+    if state is not None and state not in EVENT_STATES:
+        raise ApiError(422, f"state must be one of {', '.join(EVENT_STATES)}", "invalid_state")
+    return EventFilter(event_type, i_account, i_event, source, state, since, until)
+
+
+@router.get("/events", tags=["events"])
+def search_events(
+    request: Request,
+    _: Viewer,
+    event_type: str | None = None,
+    i_account: int | None = None,
+    i_event: int | None = None,
+    source: str | None = None,
+    state: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Limit = 50,
+    before: int | None = None,
+) -> dict[str, Any]:
+    """Newest first. `event_type` may end with `*`; `state` is one of unrouted, pending,
+    waiting, delivered, rejected, dead. Page with `before` = the last item's `seq`."""
+    found = _pipeline(request).queries.search_events(
+        _event_filter(event_type, i_account, i_event, source, state, since, until),
+        limit=limit,
+        before_seq=before,
+    )
+    return {"items": found, "next_before": found[-1]["seq"] if len(found) == limit else None}
+
+
+@router.get("/events/{event_id}", tags=["events"])
+def event_detail(request: Request, event_id: str, _: Viewer) -> dict[str, Any]:
+    """The event, its deliveries (by priority) and every attempt with its pb_data snapshot."""
+    detail = _pipeline(request).queries.event_detail(event_id)
+    if detail is None:
+        raise ApiError(404, f"no event with event_id {event_id!r}", "event_not_found")
+    return detail
+
+
+@router.post("/events/{event_id}/replay", tags=["replay"])
+def replay_event(request: Request, event_id: str, _: Operator) -> dict[str, int]:
+    pipeline = _pipeline(request)
+    count = pipeline.replayer.event(event_id, _now())
+    if count is None:
+        raise ApiError(404, f"no event with event_id {event_id!r}", "event_not_found")
+    pipeline.wake()
+    return {"replayed": count}
+
+
+@router.get("/deliveries", tags=["events"])
+def list_deliveries(
+    request: Request,
+    _: Viewer,
+    state: str | None = None,
+    handler_id: str | None = None,
+    limit: Limit = 50,
+    before: int | None = None,
+) -> dict[str, Any]:
+    if state is not None and state not in DELIVERY_STATES:
+        raise ApiError(422, f"state must be one of {', '.join(DELIVERY_STATES)}", "invalid_state")
+    found = _pipeline(request).queries.list_deliveries(
+        state=state, handler_id=handler_id, limit=limit, before_id=before
+    )
+    return {"items": found, "next_before": found[-1]["id"] if len(found) == limit else None}
+
+
+@router.post("/deliveries/{delivery_id}/replay", tags=["replay"])
+def replay_delivery(request: Request, delivery_id: int, _: Operator) -> dict[str, int]:
+    pipeline = _pipeline(request)
+    if not pipeline.replayer.delivery(delivery_id, _now()):
+        raise ApiError(
+            404, f"no replayable delivery {delivery_id} (unknown, or in flight now)", "not_found"
+        )
+    pipeline.wake()
+    return {"replayed": 1}
+
+
+class ReplayFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_type: str | None = None
+    i_account: int | None = None
+    i_event: int | None = None
+    source: str | None = None
+    state: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    handler_id: str | None = None
+    limit: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
+@router.post("/replay", tags=["replay"])
+def replay_matching(request: Request, body: ReplayFilter, _: Operator) -> dict[str, int]:
+    """Replay the events a search finds (optionally only their deliveries to one handler)."""
+    pipeline = _pipeline(request)
+    f = _event_filter(
+        body.event_type,
+        body.i_account,
+        body.i_event,
+        body.source,
+        body.state,
+        body.since,
+        body.until,
+    )
+    count = pipeline.replayer.matching(f, _now(), handler_id=body.handler_id, limit=body.limit)
+    pipeline.wake()
+    return {"replayed": count}
+
+
+@router.get("/attempts", tags=["events"])
+def search_attempts(
+    request: Request,
+    _: Viewer,
+    handler_id: str | None = None,
+    outcome: Literal["delivered", "waiting", "rejected", "retry", "dead"] | None = None,
+    event_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Limit = 50,
+    before: int | None = None,
+) -> dict[str, Any]:
+    """The execution log, newest first."""
+    found = _pipeline(request).queries.search_attempts(
+        AttemptFilter(handler_id, outcome, event_id, since, until), limit=limit, before_id=before
+    )
+    return {"items": found, "next_before": found[-1]["id"] if len(found) == limit else None}
+
+
+@router.get("/rejected", tags=["events"])
+def rejected_requests(
+    request: Request, _: Viewer, since: datetime | None = None, limit: Limit = 50
+) -> list[dict[str, Any]]:
+    """Requests the ESPF ingress refused (ESPF does not send those again)."""
+    found: list[StoredRejectedRequest] = request.app.state.store.list_rejected(
+        since=since, limit=limit
+    )
+    return [
+        {
+            "id": r.id,
+            **{
+                k: (v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in r.request.__dict__.items()
+            },
+        }
+        for r in found
+    ]
+
+
+@router.get("/stats", tags=["events"])
+def stats(request: Request, _: Viewer) -> dict[str, Any]:
+    pipeline = _pipeline(request)
+    figures = pipeline.queries.stats()
+    figures["paused"] = pipeline.handler_store.paused()
+    figures["status_outbox_backlog"] = pipeline.outbox.backlog()
+    return figures
+
+
+# -- provisioning status and scheduling ---------------------------------------------------
+
+
+class StatusIn(BaseModel):
+    """A provisioning status reported by an external system or a connector that finished
+    later. With event_id and handler_id, the delivery that was waiting for it is finished."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str | None = None
+    i_account: int
+    group: str = Field(min_length=1, max_length=64)
+    status: Literal["OK", "IN_PROGRESS", "RETRY", "FAILED"]
+    error: str | None = Field(default=None, max_length=MAX_ERROR_LENGTH)
+    event_id: str | None = None
+    handler_id: str | None = None
+
+
+@router.post("/status", tags=["status"], status_code=202)
+def report_status(request: Request, body: StatusIn, caller: Operator) -> dict[str, Any]:
+    pipeline = _pipeline(request)
+    source = body.source or request.app.state.settings.ingress.default_source
+    now = _now()
+    finished = False
+    if body.event_id and body.handler_id and body.status in ("OK", "FAILED"):
+        state = DeliveryState.DELIVERED if body.status == "OK" else DeliveryState.REJECTED
+        finished = pipeline.queue.finish_waiting(
+            body.event_id, body.handler_id, state, body.error, now
+        )
+    pipeline.outbox.add(
+        [
+            StatusReport(
+                source=source,
+                i_account=body.i_account,
+                group_name=body.group,
+                status=body.status,
+                error=body.error if body.status != "OK" else None,
+                origin=f"api:{caller.name}",
+            )
+        ],
+        now,
+    )
+    pipeline.wake()
+    return {"queued": True, "delivery_finished": finished}
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str | None = None
+    event_type: str = Field(min_length=1, max_length=255)
+    variables: dict[str, Any]
+    start_time: datetime
+
+
+@router.post("/schedule", tags=["status"], status_code=201)
+async def schedule_event(request: Request, body: ScheduleIn, _: Operator) -> dict[str, Any]:
+    """Ask PortaBilling's ESPF to send an event at start_time (/espf/v1/event/create)."""
+    pipeline = _pipeline(request)
+    source = body.source or request.app.state.settings.ingress.default_source
+    client = pipeline.status_sender.clients.get(source)
+    if client is None:
+        raise ApiError(
+            409,
+            f"source {source!r} has no ESPF API configured"
+            f" (ingress.sources.{source}.portabilling.espf_api)",
+            "not_configured",
+        )
+    start = body.start_time if body.start_time.tzinfo else body.start_time.replace(tzinfo=UTC)
+    try:
+        i_event = await client.create_event(body.event_type, body.variables, start)
+    except EspfApiError as exc:
+        raise ApiError(502, f"PortaBilling refused or did not answer: {exc}", "upstream") from exc
+    return {"i_event": i_event, "start_time": start.isoformat()}

@@ -1,0 +1,1 @@
+"""The pipeline: claim due deliveries, enrich, dispatch, record outcomes, report statuses."""

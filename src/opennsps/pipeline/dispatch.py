@@ -1,0 +1,166 @@
+"""One attempt of one delivery: enrich (late, with PortaBilling's current data), hand the
+NSPS Event to the handler's connector, and decide what the outcome makes of the delivery."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from opennsps.config import HandlerConfig
+from opennsps.connectors.base import AttemptResult, Connector
+from opennsps.connectors.payload import nsps_event
+from opennsps.domain.deliveries import ESPF_STATUS, DeliveryState, next_step
+from opennsps.domain.events import as_integer
+from opennsps.domain.outcomes import Outcome, OutcomeKind
+from opennsps.domain.retry import RetrySchedule
+from opennsps.pipeline.enrichment import Enrichment, EnrichmentUnavailable
+from opennsps.portabilling.client import PortaBillingError
+from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH
+from opennsps.store.deliveries import AttemptRecord, ClaimedDelivery, Completion, StatusReport
+
+_URL_CREDENTIALS = re.compile(r"(://)[^/@\s:]+:[^/@\s]*@")
+REDACTED = "[redacted]"
+
+
+def redact(text: str | None, secrets: tuple[str, ...]) -> str | None:
+    """Text with the handler's secrets and any URL credentials replaced."""
+    if not text:
+        return text
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return _URL_CREDENTIALS.sub(r"\1" + REDACTED + "@", text)
+
+
+def handler_secrets(handler: HandlerConfig) -> tuple[str, ...]:
+    if handler.http is not None and handler.http.token is not None:
+        return (handler.http.token.get_secret_value(),)
+    return ()
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        enrichment: Enrichment,
+        schedule_for: Callable[[HandlerConfig], RetrySchedule],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.enrichment = enrichment
+        self.schedule_for = schedule_for
+        self.clock = clock
+
+    async def attempt(
+        self,
+        delivery: ClaimedDelivery,
+        handler: HandlerConfig,
+        connector: Connector | None,
+        connector_error: str | None = None,
+    ) -> Completion:
+        started_at = self.clock()
+        started = time.perf_counter()
+        pb_data: dict[str, Any] | None = None
+        result: AttemptResult | None = None
+        if connector is None:
+            result = _failed(started, connector_error or "the handler has no connector", True)
+        elif handler.enrichment:
+            try:
+                pb_data = await self.enrichment.pb_data(
+                    delivery.source, delivery.event_type, delivery.variables
+                )
+            except EnrichmentUnavailable as exc:
+                result = _failed(started, str(exc), True)
+            except PortaBillingError as exc:
+                result = _failed(started, f"enrichment failed: {exc}", not exc.retryable)
+        if result is None:
+            assert connector is not None
+            body = nsps_event(
+                event_id=delivery.event_id,
+                event_type=delivery.event_type,
+                variables=delivery.variables,
+                pb_data=pb_data,
+                handler_id=handler.id,
+                status="queued" if delivery.failures == 0 else "retrying",
+                created_at=delivery.created_at,
+                updated_at=started_at,
+            )
+            result = await connector.deliver(
+                body, request_id=delivery.request_id, unique_id=delivery.unique_id
+            )
+        return self._completion(delivery, handler, result, started_at, pb_data)
+
+    def _completion(
+        self,
+        delivery: ClaimedDelivery,
+        handler: HandlerConfig,
+        result: AttemptResult,
+        started_at: datetime,
+        pb_data: dict[str, Any] | None,
+    ) -> Completion:
+        now = self.clock()
+        schedule = self.schedule_for(handler)
+        step = next_step(
+            result.outcome,
+            failures_before=delivery.failures,
+            first_attempt_at=delivery.first_attempt_at,
+            now=now,
+            schedule=schedule,
+        )
+        secrets = handler_secrets(handler)
+        error = redact(result.error or _error_of(result.outcome), secrets)
+        reason = redact(step.reason, secrets)
+        attempt = AttemptRecord(
+            started_at=started_at,
+            duration_ms=result.duration_ms,
+            status_code=result.status_code,
+            outcome=step.state.value if step.state is not DeliveryState.PENDING else "retry",
+            error=error,
+            configuration_problem=result.outcome.configuration_problem,
+            response_excerpt=redact(result.response_excerpt, secrets),
+            pb_data=pb_data,
+        )
+        return Completion(
+            delivery=delivery,
+            attempt=attempt,
+            state=step.state,
+            failures=step.failures,
+            next_attempt_at=step.next_attempt_at,
+            last_error=None if step.state is DeliveryState.DELIVERED else reason,
+            report=self._report(delivery, handler, step.state, reason),
+        )
+
+    @staticmethod
+    def _report(
+        delivery: ClaimedDelivery, handler: HandlerConfig, state: DeliveryState, reason: str | None
+    ) -> StatusReport | None:
+        i_account = as_integer(delivery.variables.get("i_account"))
+        if handler.status_group is None or i_account is None:
+            return None
+        status = ESPF_STATUS[state]
+        # A retry is reported once, not on each of its attempts.
+        if status == delivery.reported_status and status in {"RETRY", "IN_PROGRESS"}:
+            return None
+        return StatusReport(
+            source=delivery.source,
+            i_account=i_account,
+            group_name=handler.status_group,
+            status=status,
+            error=None if status == "OK" else (reason or "")[:MAX_ERROR_LENGTH],
+            origin=f"handler:{handler.id}",
+        )
+
+
+def _error_of(outcome: Outcome) -> str | None:
+    return None if outcome.kind is OutcomeKind.DELIVERED else outcome.reason
+
+
+def _failed(started: float, reason: str, configuration_problem: bool) -> AttemptResult:
+    return AttemptResult(
+        Outcome(OutcomeKind.RETRY, reason, configuration_problem=configuration_problem),
+        None,
+        "",
+        reason,
+        (time.perf_counter() - started) * 1000,
+    )

@@ -1,0 +1,66 @@
+"""Enrichment per source: each PortaBilling environment has its own API client (one
+session, one cache), shared by every handler that enriches its events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opennsps import metrics
+from opennsps.config import PortaBillingConfig, SourceConfig
+from opennsps.logging import get_logger
+from opennsps.portabilling.client import PortaBillingClient, PortaBillingSettings
+from opennsps.portabilling.pb_data import Enricher
+
+log = get_logger("opennsps.enrichment")
+
+
+class EnrichmentUnavailable(Exception):
+    """The event's source has no PortaBilling API configured."""
+
+
+def _observe_call(method: str, seconds: float, result: str) -> None:
+    metrics.PORTABILLING_CALLS.labels(method, result).inc()
+    metrics.PORTABILLING_LATENCY.labels(method).observe(seconds)
+
+
+def client_settings(config: PortaBillingConfig) -> PortaBillingSettings:
+    return PortaBillingSettings(
+        url=config.url,
+        login=config.login,
+        password=config.password.get_secret_value() if config.password else None,
+        token=config.token.get_secret_value() if config.token else None,
+        verify_tls=config.verify_tls,
+        timeout=config.timeout,
+        max_concurrency=config.max_concurrency,
+        attempts=config.attempts,
+        cache_ttl=config.cache_ttl,
+    )
+
+
+class Enrichment:
+    def __init__(self, sources: Mapping[str, SourceConfig]) -> None:
+        self.clients: dict[str, PortaBillingClient] = {}
+        self._enrichers: dict[str, Enricher] = {}
+        for name, source in sources.items():
+            if source.portabilling is None:
+                continue
+            client = PortaBillingClient(client_settings(source.portabilling), observe=_observe_call)
+            self.clients[name] = client
+            self._enrichers[name] = Enricher(client)
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+
+    async def pb_data(
+        self, source: str, event_type: str, variables: dict[str, Any]
+    ) -> dict[str, Any]:
+        enricher = self._enrichers.get(source)
+        if enricher is None:
+            raise EnrichmentUnavailable(
+                f"source {source!r} has no PortaBilling API configured"
+                f" (ingress.sources.{source}.portabilling); set it, or turn enrichment off"
+                " for this handler"
+            )
+        return await enricher.pb_data(event_type, variables)

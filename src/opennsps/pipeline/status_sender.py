@@ -1,0 +1,139 @@
+"""Sends the status outbox to PortaBilling's ESPF API, per source, never dropping a report:
+a failure is retried with backoff (capped at 10 min) for as long as it takes; only a report
+PortaBilling refuses for good (4xx other than auth) leaves the outbox, with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from opennsps import metrics
+from opennsps.config import SourceConfig
+from opennsps.logging import get_logger
+from opennsps.portabilling.espf_client import EspfApiClient, EspfApiError, EspfApiSettings
+from opennsps.store.outbox import OutboxEntry, StatusOutbox
+
+log = get_logger("opennsps.status")
+
+MAX_BACKOFF_SECONDS = 600.0
+LEASE = timedelta(seconds=120)
+
+
+def espf_clients(sources: Mapping[str, SourceConfig]) -> dict[str, EspfApiClient]:
+    clients = {}
+    for name, source in sources.items():
+        pb = source.portabilling
+        if pb is None or pb.espf_api is None:
+            continue
+        api = pb.espf_api
+        clients[name] = EspfApiClient(
+            EspfApiSettings(
+                url=api.url or pb.url,
+                login=api.login,
+                password=api.password.get_secret_value(),
+                verify_tls=pb.verify_tls,
+                timeout=pb.timeout,
+            )
+        )
+    return clients
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(2.0 ** min(attempts, 20), MAX_BACKOFF_SECONDS))
+
+
+class StatusSender:
+    def __init__(
+        self,
+        outbox: StatusOutbox,
+        clients: Mapping[str, EspfApiClient],
+        owner: str,
+        *,
+        poll_interval: float = 0.5,
+        batch: int = 32,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.outbox = outbox
+        self.clients = clients
+        self.owner = owner
+        self.poll_interval = poll_interval
+        self.batch = batch
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+
+    def start(self) -> None:
+        self._running = True
+        self._task = asyncio.create_task(self._loop(), name="status-sender")
+
+    async def stop(self) -> None:
+        self._running = False
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await asyncio.to_thread(self.outbox.release, self.owner, self.clock())
+        for client in self.clients.values():
+            await client.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        rounds = 0
+        while self._running:
+            self._wake.clear()
+            sent = 0
+            try:
+                if rounds % 60 == 0:
+                    await asyncio.to_thread(self.outbox.take_over_expired, self.clock())
+                    metrics.STATUS_OUTBOX_BACKLOG.set(await asyncio.to_thread(self.outbox.backlog))
+                rounds += 1
+                now = self.clock()
+                entries = await asyncio.to_thread(
+                    self.outbox.claim, self.owner, self.batch, now, now + LEASE
+                )
+                await asyncio.gather(*(self._send(entry) for entry in entries))
+                sent = len(entries)
+            except Exception:
+                log.exception("sending provisioning statuses failed; trying again shortly")
+            if sent >= self.batch:
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
+
+    async def _send(self, entry: OutboxEntry) -> None:
+        client = self.clients.get(entry.source)
+        now = self.clock()
+        if client is None:
+            reason = (
+                f"source {entry.source!r} has no ESPF API configured"
+                f" (ingress.sources.{entry.source}.portabilling.espf_api)"
+            )
+            await asyncio.to_thread(self.outbox.retry_at, entry.id, now + backoff(10), reason)
+            metrics.STATUS_REPORTS.labels("retry").inc()
+            return
+        try:
+            await client.set_status(entry.i_account, entry.group_name, entry.status, entry.error)  # type: ignore[arg-type]
+        except EspfApiError as exc:
+            if exc.retryable:
+                await asyncio.to_thread(
+                    self.outbox.retry_at, entry.id, now + backoff(entry.attempts), str(exc)
+                )
+                metrics.STATUS_REPORTS.labels("retry").inc()
+                log.warning(
+                    "status report failed; will retry", account=entry.i_account, error=str(exc)
+                )
+            else:
+                await asyncio.to_thread(self.outbox.refused, entry.id, str(exc), self.clock())
+                metrics.STATUS_REPORTS.labels("refused").inc()
+                log.error(
+                    "status report refused by PortaBilling", account=entry.i_account, error=str(exc)
+                )
+            return
+        await asyncio.to_thread(self.outbox.sent, entry.id, self.clock())
+        metrics.STATUS_REPORTS.labels("sent").inc()

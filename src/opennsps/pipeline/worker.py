@@ -1,0 +1,302 @@
+"""The worker: claims due deliveries, runs their attempts concurrently, and records the
+outcomes in batches (one transaction for many completions).
+
+- Concurrency is bounded per handler (max_concurrency) and in total (max_in_flight).
+- A claimed delivery is leased; a worker that dies leaves it to be taken over once the
+  lease expires. With SQLite (one process by design) a restart takes over at once.
+- Outcomes not yet written when the process dies are not lost work: their deliveries are
+  still leased and go out again (at-least-once, with the same event_id).
+- Stopping gracefully stops claiming, lets in-flight attempts finish for a grace period,
+  writes their outcomes, and hands the rest back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from opennsps import metrics
+from opennsps.config import PipelineConfig
+from opennsps.connectors.base import Connector
+from opennsps.connectors.factory import build_connector, connector_timeout
+from opennsps.logging import get_logger
+from opennsps.pipeline.dispatch import Dispatcher
+from opennsps.store.deliveries import ClaimedDelivery, Completion, DeliveryQueue
+from opennsps.store.handlers import HandlerStore, StoredHandler
+
+log = get_logger("opennsps.worker")
+
+HANDLER_REFRESH_SECONDS = 1.0
+LEASE_MARGIN_SECONDS = 30.0
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _ActiveHandler:
+    stored: StoredHandler
+    connector: Connector | None
+    error: str | None
+
+
+class Worker:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        handler_store: HandlerStore,
+        queue: DeliveryQueue,
+        dispatcher: Dispatcher,
+        *,
+        single_process: bool,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.handler_store = handler_store
+        self.queue = queue
+        self.dispatcher = dispatcher
+        self.single_process = single_process
+        self.owner = owner or worker_id()
+        self.clock = clock
+        self.handlers: dict[str, _ActiveHandler] = {}
+        self.paused = False
+        self._in_flight: dict[asyncio.Task[None], ClaimedDelivery] = {}
+        self._in_flight_by_handler: Counter[str] = Counter()
+        self._completions: list[Completion] = []
+        self._wake = asyncio.Event()
+        self._flush_wanted = asyncio.Event()
+        self._running = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._refreshed_at = 0.0
+        self._reaped_at = 0.0
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._running = True
+        if self.single_process:
+            taken = await asyncio.to_thread(self.queue.take_over_expired, self._far_future())
+            if taken:
+                log.warning("took over deliveries left in flight by the last run", count=taken)
+        await self._refresh_handlers()
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="worker-claim"),
+            asyncio.create_task(self._flush_loop(), name="worker-flush"),
+        ]
+        log.info("worker started", owner=self.owner, handlers=sorted(self.handlers))
+
+    async def stop(self) -> None:
+        """Stop claiming; let in-flight attempts finish within the grace period."""
+        if not self._running:
+            return
+        self._running = False
+        self._wake.set()
+        claim_task = self._tasks[0]
+        with contextlib.suppress(asyncio.CancelledError):
+            await claim_task
+        if self._in_flight:
+            _, pending = await asyncio.wait(
+                list(self._in_flight), timeout=self.config.shutdown_grace
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._flush_wanted.set()
+        flush_task = self._tasks[1]
+        with contextlib.suppress(asyncio.CancelledError):
+            await flush_task
+        await self._write_completions()
+        released = await asyncio.to_thread(self.queue.release, self.owner, self.clock())
+        for active in self.handlers.values():
+            if active.connector is not None:
+                await active.connector.close()
+        log.info("worker stopped", owner=self.owner, handed_back=released)
+
+    def wake(self) -> None:
+        """New work may be due (an event was stored, an outcome written, a replay asked)."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    # -- claiming ---------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._running:
+            self._wake.clear()
+            claimed_full = False
+            try:
+                if loop.time() - self._refreshed_at >= HANDLER_REFRESH_SECONDS:
+                    await self._refresh_handlers()
+                if loop.time() - self._reaped_at >= self.config.lease_seconds / 4:
+                    self._reaped_at = loop.time()
+                    taken = await asyncio.to_thread(self.queue.take_over_expired, self.clock())
+                    if taken:
+                        log.warning("took over deliveries whose lease expired", count=taken)
+                if not self.paused:
+                    claimed_full = await self._claim_round()
+            except Exception:
+                log.exception("claiming deliveries failed; trying again shortly")
+            if claimed_full:
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.poll_interval):
+                    await self._wake.wait()
+
+    async def _claim_round(self) -> bool:
+        room = self.config.max_in_flight - len(self._in_flight)
+        batch = min(room, self.config.claim_batch)
+        if batch <= 0:
+            return False
+        limits = {
+            handler_id: min(
+                batch,
+                active.stored.definition.max_concurrency - self._in_flight_by_handler[handler_id],
+            )
+            for handler_id, active in self.handlers.items()
+            if active.stored.status == "enabled" and not active.stored.paused
+        }
+        if not any(n > 0 for n in limits.values()):
+            return False
+        now = self.clock()
+        claimed = await asyncio.to_thread(
+            self.queue.claim, self.owner, limits, now, now + self._lease()
+        )
+        for delivery in claimed:
+            task = asyncio.create_task(self._run(delivery))
+            self._in_flight[task] = delivery
+            self._in_flight_by_handler[delivery.handler_id] += 1
+        return len(claimed) >= batch
+
+    def _lease(self) -> timedelta:
+        longest = max(
+            (connector_timeout(a.stored.definition) for a in self.handlers.values()), default=0.0
+        )
+        return timedelta(seconds=max(self.config.lease_seconds, longest + LEASE_MARGIN_SECONDS))
+
+    def _far_future(self) -> datetime:
+        return self.clock() + timedelta(days=36500)
+
+    async def _refresh_handlers(self) -> None:
+        self._refreshed_at = asyncio.get_running_loop().time()
+        stored = await asyncio.to_thread(self.handler_store.list)
+        self.paused = await asyncio.to_thread(self.handler_store.paused)
+        current = {h.id: h for h in stored}
+        for handler_id in list(self.handlers):
+            if handler_id not in current:
+                await self._retire(handler_id)
+        for handler_id, handler in current.items():
+            active = self.handlers.get(handler_id)
+            if active is not None and active.stored.updated_at == handler.updated_at:
+                continue
+            if active is not None and active.stored.definition == handler.definition:
+                active.stored = handler
+                continue
+            await self._retire(handler_id)
+            try:
+                connector: Connector | None = build_connector(handler.definition)
+                error = None
+            except Exception as exc:  # a bad definition must not stop the other handlers
+                connector, error = None, f"the handler's connector cannot be built: {exc}"
+                log.error("handler connector unusable", handler=handler_id, error=error)
+            self.handlers[handler_id] = _ActiveHandler(handler, connector, error)
+
+    async def _retire(self, handler_id: str) -> None:
+        active = self.handlers.pop(handler_id, None)
+        if active is None or active.connector is None:
+            return
+        connector = active.connector
+        if self._in_flight_by_handler[handler_id]:
+            # Attempts still use it: close it once they are done.
+            async def close_later() -> None:
+                while self._in_flight_by_handler[handler_id]:
+                    await asyncio.sleep(0.5)
+                await connector.close()
+
+            asyncio.get_running_loop().create_task(close_later())
+        else:
+            await connector.close()
+
+    # -- attempts ---------------------------------------------------------------------
+
+    async def _run(self, delivery: ClaimedDelivery) -> None:
+        try:
+            active = self.handlers.get(delivery.handler_id)
+            if active is None:
+                active = await self._handler_now(delivery.handler_id)
+            completion = await self.dispatcher.attempt(
+                delivery, active.stored.definition, active.connector, active.error
+            )
+            self._observe(completion)
+            self._completions.append(completion)
+            self._flush_wanted.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The delivery stays leased and is taken over when the lease expires.
+            log.exception("attempt failed unexpectedly", delivery=delivery.id)
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._in_flight.pop(task, None)
+            self._in_flight_by_handler[delivery.handler_id] -= 1
+
+    async def _handler_now(self, handler_id: str) -> _ActiveHandler:
+        stored = await asyncio.to_thread(self.handler_store.get, handler_id)
+        return _ActiveHandler(stored, None, f"handler {handler_id!r} is no longer active here")
+
+    def _observe(self, completion: Completion) -> None:
+        handler = completion.delivery.handler_id
+        metrics.DELIVERIES.labels(handler, completion.attempt.outcome).inc()
+        if completion.attempt.outcome == "delivered":
+            seconds = (self.clock() - completion.delivery.received_at).total_seconds()
+            metrics.END_TO_END_LATENCY.labels(handler).observe(max(seconds, 0.0))
+        log.info(
+            "delivery attempt",
+            delivery=completion.delivery.id,
+            event_id=completion.delivery.event_id,
+            handler=handler,
+            attempt=completion.delivery.attempts,
+            outcome=completion.attempt.outcome,
+            status_code=completion.attempt.status_code,
+            duration_ms=round(completion.attempt.duration_ms, 1),
+            error=completion.attempt.error,
+            request_id=completion.delivery.request_id,
+            unique_id=completion.delivery.unique_id,
+        )
+
+    # -- recording outcomes -----------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while self._running or self._completions:
+            await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            if not await self._write_completions():
+                await asyncio.sleep(1.0)
+                self._flush_wanted.set()
+            if not self._running:
+                return
+
+    async def _write_completions(self) -> bool:
+        batch, self._completions = self._completions, []
+        if not batch:
+            return True
+        try:
+            await asyncio.to_thread(self.queue.complete, self.owner, batch, self.clock())
+        except Exception:
+            log.exception("recording delivery outcomes failed; will retry", count=len(batch))
+            self._completions[:0] = batch
+            return False
+        self._wake.set()
+        return True

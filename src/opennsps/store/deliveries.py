@@ -1,0 +1,320 @@
+"""The delivery queue: claiming due deliveries under a lease, recording what each attempt
+did, and handing back work whose worker stopped or died.
+
+Order is kept by the claim itself: a delivery is only claimable while no earlier delivery
+of the same handler and entity, and no delivery of the same event for a handler of higher
+priority (a lower number), is still pending or in flight. On PostgreSQL the claim locks
+rows with FOR UPDATE SKIP LOCKED, so several processes never claim the same delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, insert, select, update
+
+from opennsps.domain.deliveries import OPEN_STATES, DeliveryState
+from opennsps.store.engine import write_transaction
+from opennsps.store.schema import attempts, deliveries, events, status_outbox
+
+OPEN = [state.value for state in OPEN_STATES]
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: int
+    handler_id: str
+    entity_key: str
+    failures: int
+    attempts: int  # including the one just claimed
+    first_attempt_at: datetime
+    reported_status: str | None
+    created_at: datetime
+    event_seq: int
+    event_id: str
+    source: str
+    event_type: str
+    variables: dict[str, Any]
+    received_at: datetime
+    request_id: str | None
+    unique_id: str | None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    outcome: str
+    error: str | None
+    configuration_problem: bool
+    response_excerpt: str | None
+    pb_data: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    source: str
+    i_account: int
+    group_name: str
+    status: str
+    error: str | None
+    origin: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One finished attempt and what it made of its delivery."""
+
+    delivery: ClaimedDelivery
+    attempt: AttemptRecord
+    state: DeliveryState
+    failures: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    report: StatusReport | None
+
+
+class DeliveryQueue:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    def claim(
+        self, owner: str, limits: Mapping[str, int], now: datetime, lease_until: datetime
+    ) -> list[ClaimedDelivery]:
+        """Claim up to limits[handler] due deliveries per handler, oldest due first."""
+        wanted = {handler: n for handler, n in limits.items() if n > 0}
+        if not wanted:
+            return []
+        with write_transaction(self.engine) as connection:
+            ids: list[int] = []
+            for handler_id, limit in wanted.items():
+                ids += connection.execute(self._due(handler_id, now, limit)).scalars().all()
+            if not ids:
+                return []
+            connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(ids))
+                .values(
+                    state=DeliveryState.IN_FLIGHT.value,
+                    lease_owner=owner,
+                    lease_expires_at=lease_until,
+                    attempts=deliveries.c.attempts + 1,
+                    first_attempt_at=func.coalesce(deliveries.c.first_attempt_at, now),
+                    last_attempt_at=now,
+                    updated_at=now,
+                )
+            )
+            rows = connection.execute(
+                select(
+                    deliveries.c.id,
+                    deliveries.c.handler_id,
+                    deliveries.c.entity_key,
+                    deliveries.c.failures,
+                    deliveries.c.attempts,
+                    deliveries.c.first_attempt_at,
+                    deliveries.c.reported_status,
+                    deliveries.c.created_at,
+                    events.c.seq,
+                    events.c.event_id,
+                    events.c.source,
+                    events.c.event_type,
+                    events.c.variables,
+                    events.c.received_at,
+                    events.c.request_id,
+                    events.c.unique_id,
+                )
+                .join(events, events.c.seq == deliveries.c.event_seq)
+                .where(deliveries.c.id.in_(ids))
+                .order_by(deliveries.c.id)
+            ).all()
+        return [ClaimedDelivery(*tuple(row)) for row in rows]
+
+    def _due(self, handler_id: str, now: datetime, limit: int) -> Any:
+        d = deliveries.alias("d")
+        earlier = deliveries.alias("earlier")
+        before = deliveries.alias("before")
+        entity_blocked = (
+            select(earlier.c.id)
+            .where(
+                earlier.c.handler_id == d.c.handler_id,
+                earlier.c.entity_key == d.c.entity_key,
+                earlier.c.id < d.c.id,
+                earlier.c.state.in_(OPEN),
+            )
+            .exists()
+        )
+        priority_blocked = (
+            select(before.c.id)
+            .where(
+                before.c.event_seq == d.c.event_seq,
+                before.c.priority < d.c.priority,
+                before.c.state.in_(OPEN),
+            )
+            .exists()
+        )
+        query = (
+            select(d.c.id)
+            .where(
+                d.c.state == DeliveryState.PENDING.value,
+                d.c.handler_id == handler_id,
+                d.c.next_attempt_at <= now,
+                ~entity_blocked,
+                ~priority_blocked,
+            )
+            .order_by(d.c.next_attempt_at, d.c.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=d)
+        return query
+
+    def complete(self, owner: str, completions: Sequence[Completion], now: datetime) -> int:
+        """Record the attempts; apply each outcome only where this owner still holds the
+        lease (a delivery taken over after its lease expired belongs to its new owner).
+
+        Returns how many deliveries were updated.
+        """
+        if not completions:
+            return 0
+        applied = 0
+        with write_transaction(self.engine) as connection:
+            connection.execute(
+                insert(attempts),
+                [_attempt_row(c, owner) for c in completions],
+            )
+            reports = []
+            for c in completions:
+                final = c.state not in OPEN_STATES
+                changed = connection.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id == c.delivery.id,
+                        deliveries.c.lease_owner == owner,
+                        deliveries.c.state == DeliveryState.IN_FLIGHT.value,
+                    )
+                    .values(
+                        state=c.state.value,
+                        failures=c.failures,
+                        next_attempt_at=c.next_attempt_at or now,
+                        finished_at=now if final else None,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        last_error=c.last_error,
+                        configuration_problem=c.attempt.configuration_problem,
+                        reported_status=c.report.status if c.report else c.delivery.reported_status,
+                        updated_at=now,
+                    )
+                ).rowcount
+                applied += changed
+                if changed and c.report is not None:
+                    reports.append(c.report)
+            if reports:
+                add_status_reports(connection, reports, now)
+        return applied
+
+    def release(self, owner: str, now: datetime) -> int:
+        """Hand back this owner's in-flight deliveries (graceful shutdown)."""
+        with write_transaction(self.engine) as connection:
+            return connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.lease_owner == owner,
+                    deliveries.c.state == DeliveryState.IN_FLIGHT.value,
+                )
+                .values(
+                    state=DeliveryState.PENDING.value,
+                    attempts=deliveries.c.attempts - 1,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    next_attempt_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
+
+    def take_over_expired(self, now: datetime) -> int:
+        """Make deliveries whose lease expired (their worker died) due again."""
+        with write_transaction(self.engine) as connection:
+            return connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.state == DeliveryState.IN_FLIGHT.value,
+                    deliveries.c.lease_expires_at < now,
+                )
+                .values(
+                    state=DeliveryState.PENDING.value,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_error="taken over: the worker holding it stopped answering",
+                    next_attempt_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
+
+    def finish_waiting(
+        self, event_id: str, handler_id: str, state: DeliveryState, error: str | None, now: datetime
+    ) -> bool:
+        """An asynchronous status arrived for a delivery that was waiting for it."""
+        with write_transaction(self.engine) as connection:
+            seq = connection.execute(
+                select(events.c.seq).where(events.c.event_id == event_id)
+            ).scalar()
+            if seq is None:
+                return False
+            return bool(
+                connection.execute(
+                    update(deliveries)
+                    .where(
+                        and_(
+                            deliveries.c.event_seq == seq,
+                            deliveries.c.handler_id == handler_id,
+                            deliveries.c.state == DeliveryState.WAITING.value,
+                        )
+                    )
+                    .values(state=state.value, last_error=error, finished_at=now, updated_at=now)
+                ).rowcount
+            )
+
+
+def add_status_reports(connection: Any, reports: Sequence[StatusReport], now: datetime) -> None:
+    connection.execute(
+        insert(status_outbox),
+        [
+            {
+                "source": r.source,
+                "i_account": r.i_account,
+                "group_name": r.group_name,
+                "status": r.status,
+                "error": r.error,
+                "origin": r.origin,
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for r in reports
+        ],
+    )
+
+
+def _attempt_row(c: Completion, owner: str) -> dict[str, Any]:
+    a = c.attempt
+    return {
+        "delivery_id": c.delivery.id,
+        "event_seq": c.delivery.event_seq,
+        "handler_id": c.delivery.handler_id,
+        "number": c.delivery.attempts,
+        "started_at": a.started_at,
+        "duration_ms": a.duration_ms,
+        "status_code": a.status_code,
+        "outcome": a.outcome,
+        "error": a.error,
+        "configuration_problem": a.configuration_problem,
+        "response_excerpt": a.response_excerpt,
+        "pb_data": a.pb_data,
+        "worker": owner,
+    }

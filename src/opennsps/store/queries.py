@@ -1,0 +1,294 @@
+"""What the management API, the CLI and the stats read: events with their delivery state,
+an event's timeline, attempts, deliveries, and queue figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Engine, Select, and_, func, select
+
+from opennsps.store.schema import attempts, deliveries, events
+
+EventState = Literal["unrouted", "pending", "waiting", "delivered", "rejected", "dead"]
+EVENT_STATES: tuple[str, ...] = ("unrouted", "pending", "waiting", "delivered", "rejected", "dead")
+DELIVERY_STATES = ("pending", "in_flight", "waiting", "delivered", "rejected", "dead")
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    event_type: str | None = None  # exact, or with a trailing `*`
+    i_account: int | None = None
+    i_event: int | None = None
+    source: str | None = None
+    state: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AttemptFilter:
+    handler_id: str | None = None
+    outcome: str | None = None
+    event_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class StateCounts:
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def state(self) -> EventState:
+        c = self.counts
+        if not c:
+            return "unrouted"
+        if c.get("dead"):
+            return "dead"
+        if c.get("rejected"):
+            return "rejected"
+        if c.get("pending") or c.get("in_flight"):
+            return "pending"
+        if c.get("waiting"):
+            return "waiting"
+        return "delivered"
+
+
+def _has(state: str) -> Any:
+    states = ("pending", "in_flight") if state == "pending" else (state,)
+    return (
+        select(deliveries.c.id)
+        .where(deliveries.c.event_seq == events.c.seq, deliveries.c.state.in_(states))
+        .exists()
+    )
+
+
+def _state_condition(state: str) -> Any:
+    """Events whose derived state (see StateCounts.state) is `state`."""
+    any_delivery = select(deliveries.c.id).where(deliveries.c.event_seq == events.c.seq).exists()
+    if state == "unrouted":
+        return ~any_delivery
+    if state == "dead":
+        return _has("dead")
+    if state == "rejected":
+        return and_(_has("rejected"), ~_has("dead"))
+    if state == "pending":
+        return and_(_has("pending"), ~_has("dead"), ~_has("rejected"))
+    if state == "waiting":
+        return and_(_has("waiting"), ~_has("pending"), ~_has("dead"), ~_has("rejected"))
+    if state == "delivered":
+        others = (
+            select(deliveries.c.id)
+            .where(deliveries.c.event_seq == events.c.seq, deliveries.c.state != "delivered")
+            .exists()
+        )
+        return and_(any_delivery, ~others)
+    raise ValueError(f"state must be one of {', '.join(EVENT_STATES)}")
+
+
+def event_query(f: EventFilter) -> Select[Any]:
+    query: Select[Any] = select(events)
+    if f.event_type:
+        if f.event_type.endswith("*"):
+            query = query.where(events.c.event_type.startswith(f.event_type[:-1]))
+        else:
+            query = query.where(events.c.event_type == f.event_type)
+    if f.i_account is not None:
+        query = query.where(events.c.entity_key == f"account:{f.i_account}")
+    if f.i_event is not None:
+        query = query.where(events.c.i_event == f.i_event)
+    if f.source:
+        query = query.where(events.c.source == f.source)
+    if f.since:
+        query = query.where(events.c.received_at >= f.since)
+    if f.until:
+        query = query.where(events.c.received_at < f.until)
+    if f.state:
+        query = query.where(_state_condition(f.state))
+    return query
+
+
+def _jsonable(mapping: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    out = {}
+    for key, value in mapping.items():
+        if key in drop:
+            continue
+        out[key] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+class Queries:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def search_events(
+        self, f: EventFilter, *, limit: int = 50, before_seq: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest first; page with before_seq (the last seq of the previous page)."""
+        query = event_query(f).order_by(events.c.seq.desc()).limit(min(limit, MAX_LIMIT))
+        if before_seq is not None:
+            query = query.where(events.c.seq < before_seq)
+        with self.engine.connect() as connection:
+            rows = [row._mapping for row in connection.execute(query)]
+            counts = self._delivery_counts(connection, [r["seq"] for r in rows])
+        found = []
+        for row in rows:
+            item = _jsonable(row, drop=("raw_body",))
+            state = counts.get(row["seq"], StateCounts())
+            item["state"] = state.state
+            item["deliveries"] = state.counts
+            found.append(item)
+        return found
+
+    def _delivery_counts(self, connection: Any, seqs: list[int]) -> dict[int, StateCounts]:
+        if not seqs:
+            return {}
+        rows = connection.execute(
+            select(deliveries.c.event_seq, deliveries.c.state, func.count())
+            .where(deliveries.c.event_seq.in_(seqs))
+            .group_by(deliveries.c.event_seq, deliveries.c.state)
+        )
+        result: dict[int, StateCounts] = {}
+        for seq, state, count in rows:
+            result.setdefault(seq, StateCounts()).counts[state] = count
+        return result
+
+    def event_detail(self, event_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(events).where(events.c.event_id == event_id)).first()
+            if row is None:
+                return None
+            event = _jsonable(row._mapping)
+            delivery_rows = connection.execute(
+                select(deliveries)
+                .where(deliveries.c.event_seq == row.seq)
+                .order_by(deliveries.c.priority, deliveries.c.id)
+            ).all()
+            attempt_rows = connection.execute(
+                select(attempts).where(attempts.c.event_seq == row.seq).order_by(attempts.c.id)
+            ).all()
+        by_delivery: dict[int, list[dict[str, Any]]] = {}
+        for a in attempt_rows:
+            by_delivery.setdefault(a.delivery_id, []).append(_jsonable(a._mapping))
+        timeline = []
+        counts = StateCounts()
+        for d in delivery_rows:
+            item = _jsonable(d._mapping)
+            item["attempt_log"] = by_delivery.get(d.id, [])
+            timeline.append(item)
+            counts.counts[d.state] = counts.counts.get(d.state, 0) + 1
+        event["state"] = counts.state
+        event["deliveries"] = timeline
+        return event
+
+    def search_attempts(
+        self, f: AttemptFilter, *, limit: int = 50, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        query = (
+            select(attempts, events.c.event_id, events.c.event_type)
+            .join(events, events.c.seq == attempts.c.event_seq)
+            .order_by(attempts.c.id.desc())
+            .limit(min(limit, MAX_LIMIT))
+        )
+        if f.handler_id:
+            query = query.where(attempts.c.handler_id == f.handler_id)
+        if f.outcome:
+            query = query.where(attempts.c.outcome == f.outcome)
+        if f.event_id:
+            query = query.where(events.c.event_id == f.event_id)
+        if f.since:
+            query = query.where(attempts.c.started_at >= f.since)
+        if f.until:
+            query = query.where(attempts.c.started_at < f.until)
+        if before_id is not None:
+            query = query.where(attempts.c.id < before_id)
+        with self.engine.connect() as connection:
+            return [_jsonable(row._mapping) for row in connection.execute(query)]
+
+    def list_deliveries(
+        self,
+        *,
+        state: str | None = None,
+        handler_id: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        query = (
+            select(
+                deliveries,
+                events.c.event_id,
+                events.c.event_type,
+                events.c.i_event,
+                events.c.received_at,
+            )
+            .join(events, events.c.seq == deliveries.c.event_seq)
+            .order_by(deliveries.c.id.desc())
+            .limit(min(limit, MAX_LIMIT))
+        )
+        if state:
+            query = query.where(deliveries.c.state == state)
+        if handler_id:
+            query = query.where(deliveries.c.handler_id == handler_id)
+        if before_id is not None:
+            query = query.where(deliveries.c.id < before_id)
+        with self.engine.connect() as connection:
+            return [_jsonable(row._mapping) for row in connection.execute(query)]
+
+    def stats(self, now: datetime | None = None) -> dict[str, Any]:
+        now = now or datetime.now(UTC)
+        hour_ago = now - timedelta(hours=1)
+        with self.engine.connect() as connection:
+            depth: dict[str, dict[str, int]] = {}
+            for handler_id, state, count in connection.execute(
+                select(deliveries.c.handler_id, deliveries.c.state, func.count())
+                .where(deliveries.c.state.in_(("pending", "in_flight", "waiting", "dead")))
+                .group_by(deliveries.c.handler_id, deliveries.c.state)
+            ):
+                depth.setdefault(handler_id, {})[state] = count
+            oldest = connection.execute(
+                select(func.min(deliveries.c.created_at)).where(
+                    deliveries.c.state.in_(("pending", "in_flight"))
+                )
+            ).scalar()
+            outcomes: dict[str, dict[str, int]] = {}
+            for handler_id, outcome, count in connection.execute(
+                select(attempts.c.handler_id, attempts.c.outcome, func.count())
+                .where(attempts.c.started_at >= hour_ago)
+                .group_by(attempts.c.handler_id, attempts.c.outcome)
+            ):
+                outcomes.setdefault(handler_id, {})[outcome] = count
+            received = connection.execute(
+                select(func.count()).select_from(events).where(events.c.received_at >= hour_ago)
+            ).scalar_one()
+            configuration_problems: dict[str, int] = {
+                handler_id: count
+                for handler_id, count in connection.execute(
+                    select(deliveries.c.handler_id, func.count())
+                    .where(
+                        deliveries.c.configuration_problem.is_(True),
+                        deliveries.c.state == "pending",
+                    )
+                    .group_by(deliveries.c.handler_id)
+                )
+            }
+        delivered_last_hour = sum(o.get("delivered", 0) for o in outcomes.values())
+        errors_last_hour = sum(
+            count
+            for o in outcomes.values()
+            for outcome, count in o.items()
+            if outcome in ("retry", "rejected", "dead")
+        )
+        return {
+            "queue_depth": depth,
+            "oldest_pending_age_seconds": (now - oldest).total_seconds() if oldest else None,
+            "last_hour": {
+                "events_received": received,
+                "delivered": delivered_last_hour,
+                "errors": errors_last_hour,
+                "by_handler": outcomes,
+            },
+            "configuration_problems": configuration_problems,
+        }
