@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ class EspfApiClient:
             transport=transport,
         )
         self._known_groups: set[str] = set()
+        self._groups_lock = asyncio.Lock()
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -59,10 +61,19 @@ class EspfApiClient:
         """Register the service group unless PortaBilling already has it."""
         if name in self._known_groups:
             return
-        listed = await self._request("GET", "/groups")
-        self._known_groups.update(g["name"] for g in listed.get("group_list", []))
-        if name not in self._known_groups:
-            await self._request("POST", "/group/create", data={"name": name})
+        async with self._groups_lock:
+            if name in self._known_groups:
+                return
+            listed = await self._request("GET", "/groups")
+            self._known_groups.update(g["name"] for g in listed.get("group_list", []))
+            if name in self._known_groups:
+                return
+            try:
+                await self._request("POST", "/group/create", data={"name": name})
+            except EspfApiError as exc:
+                # Another OpenNSPS process registered it in between.
+                if exc.status_code != 409:
+                    raise
             self._known_groups.add(name)
 
     async def create_event(
