@@ -70,9 +70,7 @@ class ConnectorServer:
             try:
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                status, headers, content = (
-                    self.decide(body) if self.decide else (200, {}, b"{}")
-                )
+                status, headers, content = self.decide(body) if self.decide else (200, {}, b"{}")
             finally:
                 self.in_flight.discard(key)
             return Response(
@@ -118,34 +116,42 @@ def gateway_settings(
     handlers: list[dict[str, Any]],
     **pipeline: Any,
 ) -> Settings:
-    return Settings.model_validate(
-        {
-            "store": {"url": store_url},
-            "ingress": {
-                "sources": {
-                    "default": {
-                        "i_env": 1,
-                        "auth": {"username": BASIC_USER, "password": BASIC_PASSWORD},
-                        "portabilling": {
-                            "url": sandbox_url,
-                            "login": API_LOGIN,
-                            "password": API_PASSWORD,
-                            "espf_api": {"login": API_LOGIN, "password": API_PASSWORD},
-                        },
-                    }
+    return Settings.model_validate(gateway_config(store_url, sandbox_url, handlers, **pipeline))
+
+
+def gateway_config(
+    store_url: str,
+    sandbox_url: str,
+    handlers: list[dict[str, Any]],
+    **pipeline: Any,
+) -> dict[str, Any]:
+    """The configuration file's content (as a mapping) for a gateway wired to the sandbox."""
+    return {
+        "store": {"url": store_url},
+        "ingress": {
+            "sources": {
+                "default": {
+                    "i_env": 1,
+                    "auth": {"username": BASIC_USER, "password": BASIC_PASSWORD},
+                    "portabilling": {
+                        "url": sandbox_url,
+                        "login": API_LOGIN,
+                        "password": API_PASSWORD,
+                        "espf_api": {"login": API_LOGIN, "password": API_PASSWORD},
+                    },
                 }
-            },
-            "handlers": handlers,
-            "pipeline": {"poll_interval": 0.1, "lease_seconds": 10, **pipeline},
-            "api": {
-                "tokens": [
-                    {"name": "admin", "token": ADMIN_TOKEN, "role": "admin"},
-                    {"name": "ops", "token": OPERATOR_TOKEN, "role": "operator"},
-                    {"name": "viewer", "token": VIEWER_TOKEN, "role": "viewer"},
-                ]
-            },
-        }
-    )
+            }
+        },
+        "handlers": handlers,
+        "pipeline": {"poll_interval": 0.1, "lease_seconds": 10, **pipeline},
+        "api": {
+            "tokens": [
+                {"name": "admin", "token": ADMIN_TOKEN, "role": "admin"},
+                {"name": "ops", "token": OPERATOR_TOKEN, "role": "operator"},
+                {"name": "viewer", "token": VIEWER_TOKEN, "role": "viewer"},
+            ]
+        },
+    }
 
 
 @dataclass
@@ -221,7 +227,7 @@ def wired(
     """Sandbox, gateway and connector, with the sandbox's EventSender posting to the gateway."""
     with (
         sandbox_server(dataset, **(sender or {})) as sandbox,
-        connector_server() if connector is None else _given(connector) as server,
+        connector_server() if connector is None else serving(connector) as server,
     ):
         settings = gateway_settings(store_url, sandbox.url, handlers(server), **pipeline)
         with gateway(settings) as gw:
@@ -230,7 +236,7 @@ def wired(
 
 
 @contextmanager
-def _given(server: ConnectorServer) -> Iterator[ConnectorServer]:
+def serving(server: ConnectorServer) -> Iterator[ConnectorServer]:
     with running(server.app()) as url:
         server.url = f"{url}/events"
         yield server

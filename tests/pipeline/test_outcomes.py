@@ -123,7 +123,7 @@ def test_dead_delivery_is_replayed_and_delivered(store_url: str, dataset_file: P
 def test_one_session_for_many_events_and_a_session_expiry_storm(
     store_url: str, dataset_file: Path
 ) -> None:
-    with wired(store_url, dataset_file, lambda c: [http_handler(c.url)]) as (sandbox, gw, conn):
+    with wired(store_url, dataset_file, lambda c: [http_handler(c.url)]) as (sandbox, _gw, conn):
         before = sandbox.get("/sandbox/summary")["sessions_opened"]
         for n in range(20):
             sandbox.emit("Subscriber/Updated", i_account=FIRST + n)
@@ -149,7 +149,7 @@ def test_statuses_reach_the_espf_api_including_an_asynchronous_one(
     with wired(store_url, dataset_file, handlers, ConnectorServer(decide=decide)) as (
         sandbox,
         gw,
-        conn,
+        _conn,
     ):
         sandbox.emit("Subscriber/Updated", i_account=FIRST)
         sandbox.emit("Subscriber/Updated", i_account=FIRST + 1)

@@ -36,8 +36,3 @@ def build_connector(handler: HandlerConfig) -> Connector:
     python = handler.python
     return PluginConnector(load_plugin(python.entry_point, python.options), python.timeout)
 
-
-def connector_timeout(handler: HandlerConfig) -> float:
-    section = handler.http or handler.script or handler.python
-    assert section is not None
-    return section.timeout

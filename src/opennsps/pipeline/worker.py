@@ -2,8 +2,9 @@
 outcomes in batches (one transaction for many completions).
 
 - Concurrency is bounded per handler (max_concurrency) and in total (max_in_flight).
-- A claimed delivery is leased; a worker that dies leaves it to be taken over once the
-  lease expires. With SQLite (one process by design) a restart takes over at once.
+- A claimed delivery is leased, and the lease is renewed while its attempt runs; a worker
+  that dies leaves it to be taken over once the lease expires. With SQLite (one process
+  by design) a restart takes over at once.
 - Outcomes not yet written when the process dies are not lost work: their deliveries are
   still leased and go out again (at-least-once, with the same event_id).
 - Stopping gracefully stops claiming, lets in-flight attempts finish for a grace period,
@@ -25,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from opennsps import metrics
 from opennsps.config import PipelineConfig
 from opennsps.connectors.base import Connector
-from opennsps.connectors.factory import build_connector, connector_timeout
+from opennsps.connectors.factory import build_connector
 from opennsps.logging import get_logger
 from opennsps.pipeline.dispatch import Dispatcher
 from opennsps.store.deliveries import ClaimedDelivery, Completion, DeliveryQueue
@@ -34,7 +35,6 @@ from opennsps.store.handlers import HandlerStore, StoredHandler
 log = get_logger("opennsps.worker")
 
 HANDLER_REFRESH_SECONDS = 1.0
-LEASE_MARGIN_SECONDS = 30.0
 
 
 def worker_id() -> str:
@@ -78,13 +78,16 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._refreshed_at = 0.0
         self._reaped_at = 0.0
+        self._renewed_at = 0.0
 
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         self._running = True
         if self.single_process:
-            taken = await asyncio.to_thread(self.queue.take_over_expired, self._far_future())
+            taken = await asyncio.to_thread(
+                self.queue.take_over_expired, self.clock(), any_lease=True
+            )
             if taken:
                 log.warning("took over deliveries left in flight by the last run", count=taken)
         await self._refresh_handlers()
@@ -139,6 +142,9 @@ class Worker:
             try:
                 if loop.time() - self._refreshed_at >= HANDLER_REFRESH_SECONDS:
                     await self._refresh_handlers()
+                if loop.time() - self._renewed_at >= self.config.lease_seconds / 3:
+                    self._renewed_at = loop.time()
+                    await self._renew_leases()
                 if loop.time() - self._reaped_at >= self.config.lease_seconds / 4:
                     self._reaped_at = loop.time()
                     taken = await asyncio.to_thread(self.queue.take_over_expired, self.clock())
@@ -180,13 +186,14 @@ class Worker:
         return len(claimed) >= batch
 
     def _lease(self) -> timedelta:
-        longest = max(
-            (connector_timeout(a.stored.definition) for a in self.handlers.values()), default=0.0
-        )
-        return timedelta(seconds=max(self.config.lease_seconds, longest + LEASE_MARGIN_SECONDS))
+        return timedelta(seconds=self.config.lease_seconds)
 
-    def _far_future(self) -> datetime:
-        return self.clock() + timedelta(days=36500)
+    async def _renew_leases(self) -> None:
+        ids = [delivery.id for delivery in self._in_flight.values()]
+        if ids:
+            await asyncio.to_thread(
+                self.queue.extend_leases, self.owner, ids, self.clock() + self._lease()
+            )
 
     async def _refresh_handlers(self) -> None:
         self._refreshed_at = asyncio.get_running_loop().time()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Engine, and_, func, insert, select, true, update
 
 from opennsps.domain.deliveries import OPEN_STATES, DeliveryState
 from opennsps.store.engine import write_transaction
@@ -236,14 +236,30 @@ class DeliveryQueue:
                 )
             ).rowcount
 
-    def take_over_expired(self, now: datetime) -> int:
-        """Make deliveries whose lease expired (their worker died) due again."""
+    def extend_leases(self, owner: str, ids: Sequence[int], lease_until: datetime) -> int:
+        """Keep the leases of deliveries still being worked on from expiring."""
+        if not ids:
+            return 0
+        with write_transaction(self.engine) as connection:
+            return connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id.in_(ids),
+                    deliveries.c.lease_owner == owner,
+                    deliveries.c.state == DeliveryState.IN_FLIGHT.value,
+                )
+                .values(lease_expires_at=lease_until)
+            ).rowcount
+
+    def take_over_expired(self, now: datetime, *, any_lease: bool = False) -> int:
+        """Make deliveries whose lease expired (their worker died) due again; with
+        any_lease, every in-flight delivery (a single-process store after a restart)."""
         with write_transaction(self.engine) as connection:
             return connection.execute(
                 update(deliveries)
                 .where(
                     deliveries.c.state == DeliveryState.IN_FLIGHT.value,
-                    deliveries.c.lease_expires_at < now,
+                    true() if any_lease else deliveries.c.lease_expires_at < now,
                 )
                 .values(
                     state=DeliveryState.PENDING.value,
