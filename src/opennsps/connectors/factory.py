@@ -35,4 +35,3 @@ def build_connector(handler: HandlerConfig) -> Connector:
     assert handler.python is not None
     python = handler.python
     return PluginConnector(load_plugin(python.entry_point, python.options), python.timeout)
-

@@ -6,6 +6,7 @@ handlers, and reports statuses; admin also creates, changes, archives and delete
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -347,16 +348,11 @@ def rejected_requests(
     found: list[StoredRejectedRequest] = request.app.state.store.list_rejected(
         since=since, limit=limit
     )
-    return [
-        {
-            "id": r.id,
-            **{
-                k: (v.isoformat() if isinstance(v, datetime) else v)
-                for k, v in r.request.__dict__.items()
-            },
-        }
-        for r in found
-    ]
+    return [{"id": r.id, **_jsonable(asdict(r.request))} for r in found]
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
 
 
 @router.get("/stats", tags=["events"])
