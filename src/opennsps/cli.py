@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -12,10 +10,18 @@ import orjson
 import typer
 from rich.table import Table
 
-from opennsps.config import ConfigError, Settings, describe_settings, load_settings, redact_url
+from opennsps.cli_support import (
+    ConfigOption,
+    err,
+    out,
+    parse_since,
+    settings_or_exit,
+    show_time,
+    store_or_exit,
+)
+from opennsps.config import describe_settings, redact_url
+from opennsps.pipeline.cli import register as register_pipeline_commands
 from opennsps.sandbox.cli import app as sandbox_app
-from opennsps.store.event_store import EventStore
-from opennsps.terminal import console
 
 app = typer.Typer(
     help="OpenNSPS: the provisioning gateway for PortaBilling ESPF events.",
@@ -31,64 +37,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(rejected_app, name="rejected")
 app.add_typer(sandbox_app, name="sandbox")
-
-out = console()
-err = console(stderr=True)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="YAML configuration file (default: $OPENNSPS_CONFIG, else ./opennsps.yaml).",
-        show_default=False,
-    ),
-]
-
-_RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def _settings(path: Path | None) -> Settings:
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-
-
-def _parse_since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    match = _RELATIVE.fullmatch(value.strip())
-    if match:
-        return datetime.now(UTC) - timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(
-            "use a duration such as 30m, 2h, 7d, or an ISO time such as 2026-11-01T08:00"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _store(settings: Settings) -> EventStore:
-    """The store, migrated; a clear error and exit 1 when it cannot be opened."""
-    try:
-        store = EventStore(settings.store)
-        store.upgrade()
-    except Exception as exc:
-        err.print(
-            f"[red]error:[/red] cannot open the store {redact_url(settings.store.url)}: {exc}",
-            markup=True,
-            highlight=False,
-        )
-        raise typer.Exit(1) from None
-    return store
-
-
-def _time(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+register_pipeline_commands(app)
 
 
 @app.command()
@@ -97,15 +46,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Override server.host.")] = None,
     port: Annotated[int | None, typer.Option(help="Override server.port.")] = None,
 ) -> None:
-    """Run the gateway (ESPF ingress, operations endpoints) until interrupted."""
+    """Run the gateway (ESPF ingress, pipeline, management API) until interrupted."""
     import uvicorn
 
     from opennsps.app import create_app
     from opennsps.logging import configure_logging
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     configure_logging(settings.logging.level)
-    store = _store(settings)
+    store = store_or_exit(settings)
     uvicorn.run(
         create_app(settings, store),
         host=host or settings.server.host,
@@ -125,7 +74,7 @@ def config_check(
     ] = False,
 ) -> None:
     """Validate a configuration file (with OPENNSPS_* overrides applied); exit 2 if invalid."""
-    settings = _settings(file)
+    settings = settings_or_exit(file)
     out.print(f"{file}: OK ({len(settings.ingress.sources)} ESPF source(s))")
     if show:
         out.print_json(orjson.dumps(describe_settings(settings)).decode())
@@ -137,7 +86,7 @@ def db_upgrade(config: ConfigOption = None) -> None:
     from opennsps.store import migrate
     from opennsps.store.engine import build_engine
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     engine = build_engine(settings.store)
     try:
         before, after = migrate.upgrade(engine)
@@ -166,10 +115,10 @@ def events_list(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
 ) -> None:
     """List stored events, newest first."""
-    store = _store(_settings(config))
+    store = store_or_exit(settings_or_exit(config))
     try:
         rows = store.list_events(
-            event_type=event_type, source=source, since=_parse_since(since), limit=limit
+            event_type=event_type, source=source, since=parse_since(since), limit=limit
         )
     finally:
         store.close()
@@ -178,7 +127,7 @@ def events_list(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
-            _time(row.received_at),
+            show_time(row.received_at),
             row.event_id,
             row.source,
             str(row.i_event),
@@ -194,7 +143,7 @@ def events_show(
     config: ConfigOption = None,
 ) -> None:
     """Show one event in full (JSON)."""
-    store = _store(_settings(config))
+    store = store_or_exit(settings_or_exit(config))
     try:
         row = store.get_event(event_id)
     finally:
@@ -233,9 +182,9 @@ def rejected_list(
     full: Annotated[bool, typer.Option(help="Print each as JSON with headers and body.")] = False,
 ) -> None:
     """List refused ESPF requests (ESPF drops a 4xx event for good: this is your copy)."""
-    store = _store(_settings(config))
+    store = store_or_exit(settings_or_exit(config))
     try:
-        rows = store.list_rejected(since=_parse_since(since), limit=limit)
+        rows = store.list_rejected(since=parse_since(since), limit=limit)
     finally:
         store.close()
     if full:
@@ -248,7 +197,7 @@ def rejected_list(
     for row in rows:
         r = row.request
         table.add_row(
-            _time(r.received_at),
+            show_time(r.received_at),
             str(row.id),
             r.source or "",
             str(r.http_status),

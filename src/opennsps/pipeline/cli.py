@@ -1,0 +1,250 @@
+"""`opennsps handlers|pause|resume|replay|deliveries`: the pipeline from the command line.
+
+The commands work on the database directly, so they act on every OpenNSPS process that
+shares it (a running worker picks the change up within a second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.table import Table
+from sqlalchemy import Engine
+
+from opennsps.cli_support import (
+    ConfigOption,
+    err,
+    out,
+    parse_since,
+    settings_or_exit,
+    show_time,
+    store_or_exit,
+)
+from opennsps.console.api import handler_view
+from opennsps.store.handlers import HandlerNotFound, HandlerStatus, HandlerStore
+from opennsps.store.queries import DELIVERY_STATES, EVENT_STATES, EventFilter, Queries
+from opennsps.store.replay import Replayer
+
+handlers_app = typer.Typer(help="List and switch handlers.", no_args_is_help=True)
+deliveries_app = typer.Typer(help="Look at deliveries.", no_args_is_help=True)
+
+HandlerArgument = Annotated[str, typer.Argument(help="The handler's id.")]
+
+
+@contextmanager
+def _engine(config: Any) -> Iterator[Engine]:
+    settings = settings_or_exit(config)
+    store = store_or_exit(settings)
+    try:
+        HandlerStore(store.engine).sync_from_config(settings.handlers)
+        yield store.engine
+    finally:
+        store.close()
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    return typer.Exit(1)
+
+
+@handlers_app.command("list")
+def handlers_list(config: ConfigOption = None) -> None:
+    """Every handler, by priority."""
+    with _engine(config) as engine:
+        handlers = HandlerStore(engine).list()
+    table = Table(title=f"{len(handlers)} handler(s)")
+    for column in ("priority", "id", "name", "status", "paused", "type", "events", "from"):
+        table.add_column(column, overflow="fold")
+    for h in handlers:
+        d = h.definition
+        table.add_row(
+            str(d.priority),
+            d.id,
+            d.name,
+            h.status,
+            "yes" if h.paused else "",
+            d.type,
+            ", ".join(d.events),
+            h.managed_by,
+        )
+    out.print(table)
+
+
+@handlers_app.command("show")
+def handlers_show(handler_id: HandlerArgument, config: ConfigOption = None) -> None:
+    """One handler in full (JSON, secrets masked)."""
+    with _engine(config) as engine:
+        try:
+            stored = HandlerStore(engine).get(handler_id)
+        except HandlerNotFound as exc:
+            raise _fail(str(exc)) from None
+    out.print_json(orjson.dumps(handler_view(stored)).decode())
+
+
+def _set_status(handler_id: str, status: HandlerStatus, config: Any) -> None:
+    with _engine(config) as engine:
+        try:
+            HandlerStore(engine).set_status(handler_id, status)
+        except HandlerNotFound as exc:
+            raise _fail(str(exc)) from None
+    out.print(f"handler {handler_id}: {status}")
+
+
+@handlers_app.command("enable")
+def handlers_enable(handler_id: HandlerArgument, config: ConfigOption = None) -> None:
+    """Route new events to the handler again."""
+    _set_status(handler_id, "enabled", config)
+
+
+@handlers_app.command("disable")
+def handlers_disable(handler_id: HandlerArgument, config: ConfigOption = None) -> None:
+    """Route no new events to the handler (its queued deliveries wait)."""
+    _set_status(handler_id, "disabled", config)
+
+
+@handlers_app.command("archive")
+def handlers_archive(handler_id: HandlerArgument, config: ConfigOption = None) -> None:
+    """Retire the handler (kept for its history)."""
+    _set_status(handler_id, "archived", config)
+
+
+def pause(
+    handler_id: Annotated[
+        str | None, typer.Argument(help="Only this handler (default: all processing).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Maintenance mode: stop dispatching (ESPF ingress keeps accepting and storing)."""
+    _pause(handler_id, True, config)
+
+
+def resume(
+    handler_id: Annotated[
+        str | None, typer.Argument(help="Only this handler (default: all processing).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """End maintenance mode (for everything, or one handler)."""
+    _pause(handler_id, False, config)
+
+
+def _pause(handler_id: str | None, paused: bool, config: Any) -> None:
+    with _engine(config) as engine:
+        store = HandlerStore(engine)
+        if handler_id is None:
+            store.set_global_pause(paused)
+        else:
+            try:
+                store.set_paused(handler_id, paused)
+            except HandlerNotFound as exc:
+                raise _fail(str(exc)) from None
+    what = f"handler {handler_id}" if handler_id else "all processing"
+    out.print(f"{what}: {'paused' if paused else 'resumed'}")
+
+
+def replay(
+    config: ConfigOption = None,
+    event: Annotated[str | None, typer.Option(help="Replay one event (its event_id).")] = None,
+    delivery: Annotated[int | None, typer.Option(help="Replay one delivery (its id).")] = None,
+    dead: Annotated[
+        str | None, typer.Option(help="Replay every dead delivery of this handler.")
+    ] = None,
+    event_type: Annotated[
+        str | None, typer.Option("--type", help="Events of this type (SIM/* allowed).")
+    ] = None,
+    account: Annotated[int | None, typer.Option(help="Events of this i_account.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help=f"Events in this state: {', '.join(EVENT_STATES)}.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Received since: 2h, 7d or ISO.")] = None,
+    handler: Annotated[
+        str | None, typer.Option(help="With a filter: only the deliveries to this handler.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many events.")] = 10_000,
+) -> None:
+    """Deliver again (enriched anew, same event_id): one event, one delivery, a handler's dead deliveries, or what a filter finds."""  # noqa: E501
+    chosen = [x for x in (event, delivery, dead) if x is not None]
+    filtered = any(x is not None for x in (event_type, account, state, since))
+    if len(chosen) + (1 if filtered else 0) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --event, --delivery, --dead, or filter options"
+            " (--type/--account/--state/--since)"
+        )
+    if state is not None and state not in EVENT_STATES:
+        raise typer.BadParameter(f"--state must be one of {', '.join(EVENT_STATES)}")
+    now = datetime.now(UTC)
+    with _engine(config) as engine:
+        replayer = Replayer(engine)
+        if event is not None:
+            count = replayer.event(event, now)
+            if count is None:
+                raise _fail(f"no event {event}")
+        elif delivery is not None:
+            if not replayer.delivery(delivery, now):
+                raise _fail(f"no replayable delivery {delivery} (unknown, or in flight now)")
+            count = 1
+        elif dead is not None:
+            count = replayer.dead_of_handler(dead, now)
+        else:
+            f = EventFilter(
+                event_type=event_type, i_account=account, state=state, since=parse_since(since)
+            )
+            count = replayer.matching(f, now, handler_id=handler, limit=limit)
+    out.print(f"replayed {count} deliver{'y' if count == 1 else 'ies'}")
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    config: ConfigOption = None,
+    state: Annotated[str | None, typer.Option(help=f"One of {', '.join(DELIVERY_STATES)}.")] = None,
+    handler: Annotated[str | None, typer.Option(help="Only this handler.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """Deliveries, newest first, with their last error."""
+    if state is not None and state not in DELIVERY_STATES:
+        raise typer.BadParameter(f"--state must be one of {', '.join(DELIVERY_STATES)}")
+    with _engine(config) as engine:
+        rows = Queries(engine).list_deliveries(state=state, handler_id=handler, limit=limit)
+    table = Table(title=f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}, newest first")
+    for column in (
+        "id",
+        "handler",
+        "state",
+        "attempts",
+        "event_type",
+        "i_event",
+        "entity",
+        "next attempt (UTC)",
+        "last error",
+        "event_id",
+    ):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["handler_id"],
+            r["state"],
+            str(r["attempts"]),
+            r["event_type"],
+            str(r["i_event"]),
+            r["entity_key"],
+            show_time(datetime.fromisoformat(r["next_attempt_at"]))
+            if r["state"] == "pending"
+            else "",
+            (r["last_error"] or "")[:200],
+            r["event_id"],
+        )
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(handlers_app, name="handlers")
+    app.add_typer(deliveries_app, name="deliveries")
+    app.command()(pause)
+    app.command()(resume)
+    app.command()(replay)
