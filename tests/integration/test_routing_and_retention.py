@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from opennsps.config import HandlerConfig, RetentionConfig
+from opennsps.config import HandlerConfig, RetentionConfig, StoreConfig
 from opennsps.domain.events import parse_event
 from opennsps.pipeline.retention import purge_old
 from opennsps.store.event_store import EventStore
