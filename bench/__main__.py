@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bench import ingest, sandbox
+from bench import ingest, pipeline, sandbox
 
-BENCHMARKS = {"ingest": ingest.run, "sandbox": sandbox.run}
+BENCHMARKS = {"ingest": ingest.run, "sandbox": sandbox.run, "pipeline": pipeline.run}
 
 
 def main() -> None:

@@ -50,6 +50,13 @@ def postgres_database() -> Iterator[str]:
 @contextmanager
 def gateway(workdir: Path, config: dict[str, Any]) -> Iterator[str]:
     """`opennsps serve` as its own process (logs at info to /dev/null), until the block ends."""
+    with gateway_process(workdir, config) as (url, _):
+        yield url
+
+
+@contextmanager
+def gateway_process(workdir: Path, config: dict[str, Any]) -> Iterator[tuple[str, int]]:
+    """Like gateway(), also giving the process id (to read its memory)."""
     port = free_port()
     path = workdir / "bench.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -73,7 +80,7 @@ def gateway(workdir: Path, config: dict[str, Any]) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the gateway did not become ready")
             time.sleep(0.1)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         try:
@@ -88,10 +95,12 @@ def load(url: str, *args: str) -> dict[str, Any]:
         [sys.executable, "-m", "bench.loadgen", "--url", url, *args],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         cwd=REPO,
         timeout=600,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"the load generator failed: {done.stderr.strip()[-2000:]}")
     report: dict[str, Any] = json.loads(done.stdout)
     return report
 
@@ -107,3 +116,11 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     }
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmRSS for process {pid}")

@@ -45,8 +45,18 @@ class Report:
 
 class RequestFactory:
     def __init__(
-        self, method: str, host: str, path: str, headers: list[str], body: str | None, start: int
+        self,
+        method: str,
+        host: str,
+        path: str,
+        headers: list[str],
+        body: str | None,
+        start: int,
+        accounts: int = 1,
+        first_account: int = 100_001,
     ) -> None:
+        self.accounts = accounts
+        self.first_account = first_account
         self.head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(
             h + "\r\n" for h in headers
         )
@@ -56,7 +66,9 @@ class RequestFactory:
     def next(self) -> bytes:
         if self.body is None:
             return (self.head + "\r\n").encode()
-        payload = self.body.replace("{n}", str(next(self.counter))).encode()
+        n = next(self.counter)
+        account = self.first_account + n % self.accounts
+        payload = self.body.replace("{n}", str(n)).replace("{account}", str(account)).encode()
         return (self.head + f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
 
 
@@ -162,8 +174,13 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--method", default="POST")
     parser.add_argument("--header", action="append", default=[])
-    parser.add_argument("--body", help="request body; {n} becomes a unique increasing number")
+    parser.add_argument(
+        "--body",
+        help="request body; {n} becomes a unique increasing number, {account} an account id",
+    )
     parser.add_argument("--start", type=int, default=1)
+    parser.add_argument("--accounts", type=int, default=1, help="{account} cycles over this many")
+    parser.add_argument("--first-account", type=int, default=100_001)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rate", type=float, help="open loop at this many requests/s")
     parser.add_argument("--duration", type=float, default=10.0)
@@ -174,7 +191,14 @@ def main() -> None:
         sys.exit("loadgen only targets loopback addresses")
     host, port = parts.hostname, parts.port or 80
     factory = RequestFactory(
-        args.method, f"{host}:{port}", parts.path or "/", args.header, args.body, args.start
+        args.method,
+        f"{host}:{port}",
+        parts.path or "/",
+        args.header,
+        args.body,
+        args.start,
+        args.accounts,
+        args.first_account,
     )
     try:
         import uvloop

@@ -14,13 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, select, true, update
+from sqlalchemy import Engine, and_, func, insert, literal_column, select, true, update
+from sqlalchemy.sql.elements import ColumnClause
 
 from opennsps.domain.deliveries import OPEN_STATES, DeliveryState
 from opennsps.store.engine import write_transaction
 from opennsps.store.schema import attempts, deliveries, events, status_outbox
 
-OPEN = [state.value for state in OPEN_STATES]
+# Written into the SQL as literals, not bound: SQLite uses a partial index only when it
+# can see that the query's condition implies the index's WHERE clause.
+OPEN: list[ColumnClause[str]] = [literal_column(f"'{s.value}'") for s in OPEN_STATES]
+PENDING: ColumnClause[str] = literal_column(f"'{DeliveryState.PENDING.value}'")
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ class DeliveryQueue:
         query = (
             select(d.c.id)
             .where(
-                d.c.state == DeliveryState.PENDING.value,
+                d.c.state == PENDING,
                 d.c.handler_id == handler_id,
                 d.c.next_attempt_at <= now,
                 ~entity_blocked,
