@@ -82,7 +82,6 @@ def gateway_config(workdir: Path, sandbox: str, connector: str) -> dict[str, Any
                         "url": sandbox,
                         "login": "opennsps",
                         "password": "sandbox-password",
-                        "max_concurrency": 32,
                     },
                 }
             }
@@ -93,10 +92,8 @@ def gateway_config(workdir: Path, sandbox: str, connector: str) -> dict[str, Any
                 "events": ["*"],
                 "type": "http",
                 "http": {"url": f"{connector}/events", "token": "bench-connector-token"},
-                "max_concurrency": 64,
             }
         ],
-        "pipeline": {"max_in_flight": 128, "claim_batch": 64},
         "api": {"tokens": [{"name": "bench", "token": TOKEN, "role": "admin"}]},
     }
 

@@ -20,7 +20,8 @@ def build_connector(handler: HandlerConfig) -> Connector:
                 token=http.token.get_secret_value() if http.token else None,
                 timeout=http.timeout,
                 verify_tls=http.verify_tls,
-            )
+            ),
+            max_connections=handler.max_concurrency,
         )
     if handler.type == "script":
         assert handler.script is not None

@@ -10,11 +10,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
 from opennsps.domain.outcomes import classify
+from opennsps.http_client import new_session, read_limited
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,23 @@ class HttpConnectorSettings:
 
 
 class HttpConnector:
-    def __init__(
-        self, settings: HttpConnectorSettings, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, settings: HttpConnectorSettings, max_connections: int = 100) -> None:
         self.settings = settings
-        self._http = httpx.AsyncClient(
-            timeout=settings.timeout, verify=settings.verify_tls, transport=transport
-        )
+        self.max_connections = max_connections
+        self._http: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = new_session(
+                timeout=self.settings.timeout,
+                max_connections=self.max_connections,
+                verify_tls=self.settings.verify_tls,
+            )
+        return self._http
 
     async def deliver(
         self, event: dict[str, Any], *, request_id: str | None, unique_id: str | None
@@ -49,22 +57,24 @@ class HttpConnector:
             headers["x-request-id"] = unique_id
         started = time.perf_counter()
         try:
-            response = await self._http.post(
-                self.settings.url, content=orjson.dumps(event), headers=headers
-            )
-        except httpx.TimeoutException:
+            async with self._session().post(
+                self.settings.url,
+                data=orjson.dumps(event),
+                headers=headers,
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                content = await read_limited(response, 64 * 1024)
+        except TimeoutError:
             return self._failed(started, f"no answer within {self.settings.timeout:g} s")
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             return self._failed(started, f"{type(exc).__name__}: {exc}"[:500])
-        excerpt = response.content[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+        excerpt = content[:EXCERPT_BYTES].decode("utf-8", errors="replace")
         outcome = classify(
-            response.status_code,
-            body_status=_body_status(response),
-            retry_after=response.headers.get("retry-after"),
+            status, body_status=_body_status(status, content), retry_after=retry_after
         )
-        return AttemptResult(
-            outcome, response.status_code, excerpt, None, (time.perf_counter() - started) * 1000
-        )
+        return AttemptResult(outcome, status, excerpt, None, (time.perf_counter() - started) * 1000)
 
     @staticmethod
     def _failed(started: float, error: str) -> AttemptResult:
@@ -73,12 +83,12 @@ class HttpConnector:
         )
 
 
-def _body_status(response: httpx.Response) -> str | None:
-    if response.status_code != 202 or not response.content:
+def _body_status(status: int, content: bytes) -> str | None:
+    if status != 202 or not content:
         return None
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
         return None
-    status = body.get("status") if isinstance(body, dict) else None
-    return status if isinstance(status, str) else None
+    found = body.get("status") if isinstance(body, dict) else None
+    return found if isinstance(found, str) else None

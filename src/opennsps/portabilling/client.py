@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
+
+from opennsps.http_client import new_session, read_limited
 
 # Told of every HTTP call: method, seconds, and "ok", "fault" or "error".
 CallObserver = Callable[[str, float, str], None]
@@ -50,19 +52,14 @@ class PortaBillingClient:
         self,
         settings: PortaBillingSettings,
         clock: Callable[[], float] = time.monotonic,
-        transport: httpx.AsyncBaseTransport | None = None,
         observe: CallObserver | None = None,
     ) -> None:
         if not settings.password and not settings.token:
             raise ValueError("PortaBilling credentials need a password or an API token")
         self.settings = settings
         self._clock = clock
-        self._http = httpx.AsyncClient(
-            base_url=settings.url.rstrip("/"),
-            timeout=settings.timeout,
-            verify=settings.verify_tls,
-            transport=transport,
-        )
+        self._base_url = settings.url.rstrip("/")
+        self._http: aiohttp.ClientSession | None = None
         self._session_id: str | None = None
         self._login_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(settings.max_concurrency)
@@ -74,7 +71,17 @@ class PortaBillingClient:
         self.calls = 0
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+
+    def _session_http(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = new_session(
+                timeout=self.settings.timeout,
+                max_connections=self.settings.max_concurrency,
+                verify_tls=self.settings.verify_tls,
+            )
+        return self._http
 
     async def call(
         self, method: str, params: dict[str, Any], *, cached: bool = True
@@ -168,31 +175,35 @@ class PortaBillingClient:
             self.calls += 1
             started = time.perf_counter()
             try:
-                response = await self._http.post(f"/rest/{method}", data=fields)
-            except httpx.TimeoutException:
+                async with self._session_http().post(
+                    f"{self._base_url}/rest/{method}", data=fields, allow_redirects=False
+                ) as response:
+                    status = response.status
+                    content = await read_limited(response)
+            except TimeoutError:
                 self._observed(method, started, "error")
                 raise PortaBillingError(
                     f"{method}: no answer within {self.settings.timeout:g} s", retryable=True
                 ) from None
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 self._observed(method, started, "error")
                 raise PortaBillingError(
                     f"{method}: {type(exc).__name__}: {exc}", retryable=True
                 ) from None
-        self._observed(method, started, "ok" if response.status_code == 200 else "fault")
-        return _answer(method, response)
+        self._observed(method, started, "ok" if status == 200 else "fault")
+        return _answer(method, status, content)
 
     def _observed(self, method: str, started: float, result: str) -> None:
         if self._observe is not None:
             self._observe(method, time.perf_counter() - started, result)
 
 
-def _answer(method: str, response: httpx.Response) -> dict[str, Any]:
+def _answer(method: str, status: int, content: bytes) -> dict[str, Any]:
     try:
-        body = orjson.loads(response.content) if response.content else {}
+        body = orjson.loads(content) if content else {}
     except orjson.JSONDecodeError:
         body = None
-    if response.status_code == 200 and isinstance(body, dict):
+    if status == 200 and isinstance(body, dict):
         return body
     if isinstance(body, dict) and "faultcode" in body:
         code = str(body["faultcode"])
@@ -201,7 +212,6 @@ def _answer(method: str, response: httpx.Response) -> dict[str, Any]:
         # fault means wrong credentials.
         retryable = not code.startswith("Client.") and code != "Server.Session.login.auth_failed"
         raise PortaBillingError(message, retryable=retryable, faultcode=code)
-    retryable = response.status_code >= 500 or response.status_code in (408, 429)
-    raise PortaBillingError(
-        f"{method}: HTTP {response.status_code}: {response.text[:200]}", retryable=retryable
-    )
+    retryable = status >= 500 or status in (408, 429)
+    text = content[:200].decode("utf-8", errors="replace")
+    raise PortaBillingError(f"{method}: HTTP {status}: {text}", retryable=retryable)

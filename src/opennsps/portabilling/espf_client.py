@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import httpx
+import aiohttp
+import orjson
+
+from opennsps.http_client import new_session, read_limited
 
 Status = Literal["OK", "IN_PROGRESS", "RETRY", "FAILED"]
 MAX_ERROR_LENGTH = 4000
@@ -31,22 +34,28 @@ class EspfApiSettings:
 
 
 class EspfApiClient:
-    def __init__(
-        self, settings: EspfApiSettings, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, settings: EspfApiSettings) -> None:
+        self.settings = settings
         token = base64.b64encode(f"{settings.login}:{settings.password}".encode()).decode()
-        self._http = httpx.AsyncClient(
-            base_url=settings.url.rstrip("/") + "/espf/v1",
-            headers={"Authorization": f"Basic {token}"},
-            timeout=settings.timeout,
-            verify=settings.verify_tls,
-            transport=transport,
-        )
+        self._headers = {"Authorization": f"Basic {token}"}
+        self._base_url = settings.url.rstrip("/") + "/espf/v1"
+        self._http: aiohttp.ClientSession | None = None
         self._known_groups: set[str] = set()
         self._groups_lock = asyncio.Lock()
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = new_session(
+                timeout=self.settings.timeout,
+                max_connections=8,
+                verify_tls=self.settings.verify_tls,
+                headers=self._headers,
+            )
+        return self._http
 
     async def set_status(
         self, i_account: int, group: str, status: Status, error: str | None = None
@@ -89,17 +98,24 @@ class EspfApiClient:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
+            async with self._session().request(
+                method, self._base_url + path, allow_redirects=False, **kwargs
+            ) as response:
+                status = response.status
+                content = await read_limited(response)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            reason = str(exc) or f"no answer within {self.settings.timeout:g} s"
             raise EspfApiError(
-                f"ESPF API {path}: {type(exc).__name__}: {exc}", retryable=True
+                f"ESPF API {path}: {type(exc).__name__}: {reason}", retryable=True
             ) from None
-        if response.status_code == 200:
-            body: dict[str, Any] = response.json() if response.content else {}
-            return body
-        retryable = response.status_code >= 500 or response.status_code in (401, 403, 408, 429)
+        if status == 200:
+            try:
+                body = orjson.loads(content) if content else {}
+            except orjson.JSONDecodeError:
+                body = {}
+            return body if isinstance(body, dict) else {}
+        retryable = status >= 500 or status in (401, 403, 408, 429)
+        text = content[:300].decode("utf-8", errors="replace")
         raise EspfApiError(
-            f"ESPF API {path}: HTTP {response.status_code}: {response.text[:300]}",
-            retryable=retryable,
-            status_code=response.status_code,
+            f"ESPF API {path}: HTTP {status}: {text}", retryable=retryable, status_code=status
         )

@@ -152,6 +152,7 @@ deliveries = Table(
     ),
     Index(
         "ix_deliveries_due",
+        "handler_id",
         "next_attempt_at",
         "id",
         sqlite_where=text("state = 'pending'"),

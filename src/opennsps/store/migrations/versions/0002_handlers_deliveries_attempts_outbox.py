@@ -75,7 +75,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_deliveries_due",
         "deliveries",
-        ["next_attempt_at", "id"],
+        ["handler_id", "next_attempt_at", "id"],
         sqlite_where=sa.text("state = 'pending'"),
         postgresql_where=sa.text("state = 'pending'"),
     )
