@@ -89,7 +89,9 @@ class Dispatcher:
             result = await connector.deliver(
                 body, request_id=delivery.request_id, unique_id=delivery.unique_id
             )
-        return self._completion(delivery, handler, result, started_at, pb_data)
+        # The execution log's duration covers the whole attempt, enrichment included.
+        total_ms = (time.perf_counter() - started) * 1000
+        return self._completion(delivery, handler, result, started_at, pb_data, total_ms)
 
     def _completion(
         self,
@@ -98,6 +100,7 @@ class Dispatcher:
         result: AttemptResult,
         started_at: datetime,
         pb_data: dict[str, Any] | None,
+        duration_ms: float,
     ) -> Completion:
         now = self.clock()
         schedule = self.schedule_for(handler)
@@ -113,7 +116,7 @@ class Dispatcher:
         reason = redact(step.reason, secrets)
         attempt = AttemptRecord(
             started_at=started_at,
-            duration_ms=result.duration_ms,
+            duration_ms=duration_ms,
             status_code=result.status_code,
             outcome=step.state.value if step.state is not DeliveryState.PENDING else "retry",
             error=error,

@@ -18,6 +18,7 @@ from opennsps.pipeline.schedules import schedule_from
 from opennsps.pipeline.status_sender import StatusSender, espf_clients
 from opennsps.pipeline.worker import Worker, worker_id
 from opennsps.store.deliveries import DeliveryQueue
+from opennsps.store.engine import build_engine
 from opennsps.store.handlers import HandlerStore
 from opennsps.store.outbox import StatusOutbox
 from opennsps.store.queries import Queries
@@ -34,8 +35,16 @@ class Pipeline:
         self.engine = engine
         self.owner = worker_id()
         self.handler_store = HandlerStore(engine)
-        self.queue = DeliveryQueue(engine)
-        self.outbox = StatusOutbox(engine)
+        # The worker's own writes (claims, outcomes, sent reports) may skip the fsync on
+        # SQLite: a power loss can only make work be done again. Everything else, and
+        # every write on PostgreSQL, commits durably.
+        self.work_engine = (
+            build_engine(settings.store, relaxed=True)
+            if engine.dialect.name == "sqlite"
+            else engine
+        )
+        self.queue = DeliveryQueue(self.work_engine)
+        self.outbox = StatusOutbox(engine, work_engine=self.work_engine)
         self.queries = Queries(engine)
         self.replayer = Replayer(engine)
         self.enrichment = Enrichment(settings.ingress.sources)
@@ -80,6 +89,8 @@ class Pipeline:
         await self.worker.stop()
         await self.status_sender.stop()
         await self.enrichment.close()
+        if self.work_engine is not self.engine:
+            self.work_engine.dispose()
 
     def wake(self) -> None:
         self.worker.wake()

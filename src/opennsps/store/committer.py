@@ -79,8 +79,8 @@ class LoopCommitter(Generic[Item, Result]):
         *,
         max_batch: int,
         observe: BatchObserver | None = None,
-        first_retry_delay: float = 0.005,
-        max_retry_delay: float = 0.2,
+        first_retry_delay: float = 0.001,
+        max_retry_delay: float = 0.025,
     ) -> None:
         self._write_batch = write_batch
         self._max_batch = max_batch

@@ -14,12 +14,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, literal_column, select, true, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnClause
 
 from opennsps.domain.deliveries import OPEN_STATES, DeliveryState
 from opennsps.store.engine import write_transaction
-from opennsps.store.schema import attempts, deliveries, events, status_outbox
+from opennsps.store.schema import UtcDateTime, attempts, deliveries, events, status_outbox
 
 # Written into the SQL as literals, not bound: SQLite uses a partial index only when it
 # can see that the query's condition implies the index's WHERE clause.
@@ -185,41 +195,40 @@ class DeliveryQueue:
         """
         if not completions:
             return 0
-        applied = 0
         with write_transaction(self.engine) as connection:
-            connection.execute(
-                insert(attempts),
-                [_attempt_row(c, owner) for c in completions],
-            )
-            reports = []
-            for c in completions:
-                final = c.state not in OPEN_STATES
-                changed = connection.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.id == c.delivery.id,
+            connection.execute(insert(attempts), [_attempt_row(c, owner) for c in completions])
+            owned = set(
+                connection.execute(
+                    select(deliveries.c.id).where(
+                        deliveries.c.id.in_([c.delivery.id for c in completions]),
                         deliveries.c.lease_owner == owner,
                         deliveries.c.state == DeliveryState.IN_FLIGHT.value,
                     )
+                ).scalars()
+            )
+            applied = [c for c in completions if c.delivery.id in owned]
+            if applied:
+                connection.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == bindparam("delivery_id"))
                     .values(
-                        state=c.state.value,
-                        failures=c.failures,
-                        next_attempt_at=c.next_attempt_at or now,
-                        finished_at=now if final else None,
+                        state=bindparam("new_state"),
+                        failures=bindparam("new_failures"),
+                        next_attempt_at=bindparam("due", type_=UtcDateTime()),
+                        finished_at=bindparam("finished", type_=UtcDateTime()),
                         lease_owner=None,
                         lease_expires_at=None,
-                        last_error=c.last_error,
-                        configuration_problem=c.attempt.configuration_problem,
-                        reported_status=c.report.status if c.report else c.delivery.reported_status,
+                        last_error=bindparam("error"),
+                        configuration_problem=bindparam("flagged"),
+                        reported_status=bindparam("reported"),
                         updated_at=now,
-                    )
-                ).rowcount
-                applied += changed
-                if changed and c.report is not None:
-                    reports.append(c.report)
+                    ),
+                    [_delivery_update(c, now) for c in applied],
+                )
+            reports = [c.report for c in applied if c.report is not None]
             if reports:
                 add_status_reports(connection, reports, now)
-        return applied
+        return len(applied)
 
     def release(self, owner: str, now: datetime) -> int:
         """Hand back this owner's in-flight deliveries (graceful shutdown)."""
@@ -319,6 +328,19 @@ def add_status_reports(connection: Any, reports: Sequence[StatusReport], now: da
             for r in reports
         ],
     )
+
+
+def _delivery_update(c: Completion, now: datetime) -> dict[str, Any]:
+    return {
+        "delivery_id": c.delivery.id,
+        "new_state": c.state.value,
+        "new_failures": c.failures,
+        "due": c.next_attempt_at or now,
+        "finished": now if c.state not in OPEN_STATES else None,
+        "error": c.last_error,
+        "flagged": c.attempt.configuration_problem,
+        "reported": c.report.status if c.report else c.delivery.reported_status,
+    }
 
 
 def _attempt_row(c: Completion, owner: str) -> dict[str, Any]:

@@ -34,8 +34,12 @@ class OutboxEntry:
 
 
 class StatusOutbox:
-    def __init__(self, engine: Engine) -> None:
+    """`engine` takes new reports (durably); `work_engine` (by default the same) the
+    sender's bookkeeping, whose loss only means a report is sent again."""
+
+    def __init__(self, engine: Engine, *, work_engine: Engine | None = None) -> None:
         self.engine = engine
+        self.work_engine = work_engine or engine
         self.dialect = engine.dialect.name
 
     def add(self, reports: Sequence[StatusReport], now: datetime) -> None:
@@ -66,7 +70,7 @@ class StatusOutbox:
         )
         if self.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True, of=o)
-        with write_transaction(self.engine) as connection:
+        with write_transaction(self.work_engine) as connection:
             ids = connection.execute(query).scalars().all()
             if not ids:
                 return []
@@ -107,7 +111,7 @@ class StatusOutbox:
         self._finish(entry_id, state="pending", next_attempt_at=at, last_error=reason[:4000])
 
     def _finish(self, entry_id: int, **values: object) -> None:
-        with write_transaction(self.engine) as connection:
+        with write_transaction(self.work_engine) as connection:
             connection.execute(
                 update(status_outbox)
                 .where(status_outbox.c.id == entry_id)
@@ -115,7 +119,7 @@ class StatusOutbox:
             )
 
     def release(self, owner: str, now: datetime) -> int:
-        with write_transaction(self.engine) as connection:
+        with write_transaction(self.work_engine) as connection:
             return connection.execute(
                 update(status_outbox)
                 .where(status_outbox.c.state == "in_flight", status_outbox.c.lease_owner == owner)
@@ -123,7 +127,7 @@ class StatusOutbox:
             ).rowcount
 
     def take_over_expired(self, now: datetime) -> int:
-        with write_transaction(self.engine) as connection:
+        with write_transaction(self.work_engine) as connection:
             return connection.execute(
                 update(status_outbox)
                 .where(status_outbox.c.state == "in_flight", status_outbox.c.lease_expires_at < now)
