@@ -21,7 +21,7 @@ from opennsps.http_errors import ApiError
 from opennsps.ingress.redaction import REDACTED
 from opennsps.pipeline.runtime import Pipeline
 from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH, EspfApiError
-from opennsps.store.deliveries import StatusReport
+from opennsps.store.deliveries import DeliveryQueue, StatusReport
 from opennsps.store.handlers import HandlerConflict, HandlerNotFound, StoredHandler
 from opennsps.store.queries import DELIVERY_STATES, EVENT_STATES, AttemptFilter, EventFilter
 from opennsps.store.records import StoredRejectedRequest
@@ -389,7 +389,8 @@ def report_status(request: Request, body: StatusIn, caller: Operator) -> dict[st
     finished = False
     if body.event_id and body.handler_id and body.status in ("OK", "FAILED"):
         state = DeliveryState.DELIVERED if body.status == "OK" else DeliveryState.REJECTED
-        finished = pipeline.queue.finish_waiting(
+        # Through the durable engine: an API answer must not be undone by a power loss.
+        finished = DeliveryQueue(pipeline.engine).finish_waiting(
             body.event_id, body.handler_id, state, body.error, now
         )
     pipeline.outbox.add(

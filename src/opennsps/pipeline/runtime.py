@@ -16,6 +16,7 @@ from opennsps.pipeline.enrichment import Enrichment
 from opennsps.pipeline.retention import RetentionLoop
 from opennsps.pipeline.schedules import schedule_from
 from opennsps.pipeline.status_sender import StatusSender, espf_clients
+from opennsps.pipeline.store_calls import StoreCalls
 from opennsps.pipeline.worker import Worker, worker_id
 from opennsps.store.deliveries import DeliveryQueue
 from opennsps.store.engine import build_engine
@@ -51,16 +52,18 @@ class Pipeline:
         self._default_schedule = schedule_from(settings.pipeline.retry)
         self._schedules: dict[str, tuple[HandlerConfig, RetrySchedule]] = {}
         self.dispatcher = Dispatcher(self.enrichment, self.schedule_for)
+        store_calls = StoreCalls(on_loop=engine.dialect.name == "sqlite")
         self.worker = Worker(
             settings.pipeline,
             self.handler_store,
             self.queue,
             self.dispatcher,
             single_process=engine.dialect.name == "sqlite",
+            store_calls=store_calls,
             owner=self.owner,
         )
         self.status_sender = StatusSender(
-            self.outbox, espf_clients(settings.ingress.sources), self.owner
+            self.outbox, espf_clients(settings.ingress.sources), self.owner, store_calls=store_calls
         )
         self.retention = RetentionLoop(engine, settings.retention)
         self._figures: asyncio.Task[None] | None = None

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from opennsps import metrics
 from opennsps.config import SourceConfig
 from opennsps.logging import get_logger
+from opennsps.pipeline.store_calls import StoreCalls
 from opennsps.portabilling.espf_client import EspfApiClient, EspfApiError, EspfApiSettings
 from opennsps.store.outbox import OutboxEntry, StatusOutbox
 
@@ -53,6 +54,7 @@ class StatusSender:
         *,
         poll_interval: float = 0.5,
         batch: int = 32,
+        store_calls: StoreCalls | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.outbox = outbox
@@ -60,6 +62,7 @@ class StatusSender:
         self.owner = owner
         self.poll_interval = poll_interval
         self.batch = batch
+        self.db = store_calls or StoreCalls(on_loop=False)
         self.clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -75,7 +78,7 @@ class StatusSender:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await asyncio.to_thread(self.outbox.release, self.owner, self.clock())
+        await self.db(self.outbox.release, self.owner, self.clock())
         for client in self.clients.values():
             await client.close()
 
@@ -89,13 +92,11 @@ class StatusSender:
             sent = 0
             try:
                 if rounds % 60 == 0:
-                    await asyncio.to_thread(self.outbox.take_over_expired, self.clock())
-                    metrics.STATUS_OUTBOX_BACKLOG.set(await asyncio.to_thread(self.outbox.backlog))
+                    await self.db(self.outbox.take_over_expired, self.clock())
+                    metrics.STATUS_OUTBOX_BACKLOG.set(await self.db(self.outbox.backlog))
                 rounds += 1
                 now = self.clock()
-                entries = await asyncio.to_thread(
-                    self.outbox.claim, self.owner, self.batch, now, now + LEASE
-                )
+                entries = await self.db(self.outbox.claim, self.owner, self.batch, now, now + LEASE)
                 await asyncio.gather(*(self._send(entry) for entry in entries))
                 sent = len(entries)
             except Exception:
@@ -114,14 +115,14 @@ class StatusSender:
                 f"source {entry.source!r} has no ESPF API configured"
                 f" (ingress.sources.{entry.source}.portabilling.espf_api)"
             )
-            await asyncio.to_thread(self.outbox.retry_at, entry.id, now + backoff(10), reason)
+            await self.db(self.outbox.retry_at, entry.id, now + backoff(10), reason)
             metrics.STATUS_REPORTS.labels("retry").inc()
             return
         try:
             await client.set_status(entry.i_account, entry.group_name, entry.status, entry.error)  # type: ignore[arg-type]
         except EspfApiError as exc:
             if exc.retryable:
-                await asyncio.to_thread(
+                await self.db(
                     self.outbox.retry_at, entry.id, now + backoff(entry.attempts), str(exc)
                 )
                 metrics.STATUS_REPORTS.labels("retry").inc()
@@ -129,11 +130,11 @@ class StatusSender:
                     "status report failed; will retry", account=entry.i_account, error=str(exc)
                 )
             else:
-                await asyncio.to_thread(self.outbox.refused, entry.id, str(exc), self.clock())
+                await self.db(self.outbox.refused, entry.id, str(exc), self.clock())
                 metrics.STATUS_REPORTS.labels("refused").inc()
                 log.error(
                     "status report refused by PortaBilling", account=entry.i_account, error=str(exc)
                 )
             return
-        await asyncio.to_thread(self.outbox.sent, entry.id, self.clock())
+        await self.db(self.outbox.sent, entry.id, self.clock())
         metrics.STATUS_REPORTS.labels("sent").inc()

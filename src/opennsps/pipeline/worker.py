@@ -29,6 +29,7 @@ from opennsps.connectors.base import Connector
 from opennsps.connectors.factory import build_connector
 from opennsps.logging import get_logger
 from opennsps.pipeline.dispatch import Dispatcher
+from opennsps.pipeline.store_calls import StoreCalls
 from opennsps.store.deliveries import ClaimedDelivery, Completion, DeliveryQueue
 from opennsps.store.handlers import HandlerStore, StoredHandler
 
@@ -57,6 +58,7 @@ class Worker:
         dispatcher: Dispatcher,
         *,
         single_process: bool,
+        store_calls: StoreCalls | None = None,
         owner: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -65,6 +67,7 @@ class Worker:
         self.queue = queue
         self.dispatcher = dispatcher
         self.single_process = single_process
+        self.db = store_calls or StoreCalls(on_loop=False)
         self.owner = owner or worker_id()
         self.clock = clock
         self.handlers: dict[str, _ActiveHandler] = {}
@@ -85,9 +88,7 @@ class Worker:
     async def start(self) -> None:
         self._running = True
         if self.single_process:
-            taken = await asyncio.to_thread(
-                self.queue.take_over_expired, self.clock(), any_lease=True
-            )
+            taken = await self.db(self.queue.take_over_expired, self.clock(), any_lease=True)
             if taken:
                 log.warning("took over deliveries left in flight by the last run", count=taken)
         await self._refresh_handlers()
@@ -118,7 +119,7 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await flush_task
         await self._write_completions()
-        released = await asyncio.to_thread(self.queue.release, self.owner, self.clock())
+        released = await self.db(self.queue.release, self.owner, self.clock())
         for active in self.handlers.values():
             if active.connector is not None:
                 await active.connector.close()
@@ -147,7 +148,7 @@ class Worker:
                     await self._renew_leases()
                 if loop.time() - self._reaped_at >= self.config.lease_seconds / 4:
                     self._reaped_at = loop.time()
-                    taken = await asyncio.to_thread(self.queue.take_over_expired, self.clock())
+                    taken = await self.db(self.queue.take_over_expired, self.clock())
                     if taken:
                         log.warning("took over deliveries whose lease expired", count=taken)
                 if not self.paused:
@@ -176,9 +177,7 @@ class Worker:
         if not any(n > 0 for n in limits.values()):
             return False
         now = self.clock()
-        claimed = await asyncio.to_thread(
-            self.queue.claim, self.owner, limits, now, now + self._lease()
-        )
+        claimed = await self.db(self.queue.claim, self.owner, limits, now, now + self._lease())
         for delivery in claimed:
             task = asyncio.create_task(self._run(delivery))
             self._in_flight[task] = delivery
@@ -191,14 +190,12 @@ class Worker:
     async def _renew_leases(self) -> None:
         ids = [delivery.id for delivery in self._in_flight.values()]
         if ids:
-            await asyncio.to_thread(
-                self.queue.extend_leases, self.owner, ids, self.clock() + self._lease()
-            )
+            await self.db(self.queue.extend_leases, self.owner, ids, self.clock() + self._lease())
 
     async def _refresh_handlers(self) -> None:
         self._refreshed_at = asyncio.get_running_loop().time()
-        stored = await asyncio.to_thread(self.handler_store.list)
-        self.paused = await asyncio.to_thread(self.handler_store.paused)
+        stored = await self.db(self.handler_store.list)
+        self.paused = await self.db(self.handler_store.paused)
         current = {h.id: h for h in stored}
         for handler_id in list(self.handlers):
             if handler_id not in current:
@@ -260,7 +257,7 @@ class Worker:
             self._in_flight_by_handler[delivery.handler_id] -= 1
 
     async def _handler_now(self, handler_id: str) -> _ActiveHandler:
-        stored = await asyncio.to_thread(self.handler_store.get, handler_id)
+        stored = await self.db(self.handler_store.get, handler_id)
         return _ActiveHandler(stored, None, f"handler {handler_id!r} is no longer active here")
 
     def _observe(self, completion: Completion) -> None:
@@ -300,7 +297,7 @@ class Worker:
         if not batch:
             return True
         try:
-            await asyncio.to_thread(self.queue.complete, self.owner, batch, self.clock())
+            await self.db(self.queue.complete, self.owner, batch, self.clock())
         except Exception:
             log.exception("recording delivery outcomes failed; will retry", count=len(batch))
             self._completions[:0] = batch

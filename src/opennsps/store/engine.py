@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -21,13 +23,19 @@ _SQLITE_WRITERS: dict[str, threading.Lock] = {}
 _SQLITE_WRITERS_GUARD = threading.Lock()
 
 
+class WriterBusy(Exception):
+    """Raised on the event loop's thread instead of waiting for SQLite's write lock."""
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that writes: committed on success, rolled back on error.
 
     On SQLite, this process's writers take turns on a lock first: SQLite's own busy
     handler sleeps 1, 2, 5, 10... ms between tries, which throttled the pipeline's
-    concurrent claim and completion transactions to a fraction of the disk's pace.
+    concurrent claim and completion transactions to a fraction of the disk's pace. On
+    the event loop's thread nothing waits: a held lock raises WriterBusy (the caller
+    tries again shortly, see pipeline.store_calls).
     """
     if engine.dialect.name != "sqlite":
         with (
@@ -36,12 +44,32 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         ):
             yield connection
         return
-    with (
-        _sqlite_writer_lock(engine),
-        engine.connect().execution_options(**{WRITE_OPTION: True}) as connection,
-        connection.begin(),
-    ):
-        yield connection
+    lock = _sqlite_writer_lock(engine)
+    if not lock.acquire(blocking=not _on_event_loop()):
+        raise WriterBusy
+    try:
+        with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection:
+            try:
+                transaction = connection.begin()
+            except sa_exc.OperationalError as exc:
+                if getattr(exc.orig, "sqlite_errorcode", None) in SQLITE_BUSY_CODES:
+                    raise WriterBusy from exc
+                raise
+            with transaction:
+                yield connection
+    finally:
+        lock.release()
+
+
+SQLITE_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _sqlite_writer_lock(engine: Engine) -> threading.Lock:
@@ -62,12 +90,15 @@ def is_sqlite(url: str) -> bool:
 
 
 def build_engine(config: StoreConfig, *, relaxed: bool = False) -> Engine:
-    """An engine for the store. `relaxed` (SQLite only): commits skip the fsync
-    (synchronous=NORMAL); they survive a crash of the process but may be undone by a power
-    loss. Only for writes whose loss means work done again (claims, attempt outcomes)."""
+    """An engine for the store. `relaxed` (SQLite only) is for the worker's own writes on
+    the event loop (claims, attempt outcomes), whose loss means work done again: commits
+    skip the fsync (synchronous=NORMAL; they survive a crash of the process, a power loss
+    may undo them) and never wait for a lock (busy_timeout=0, see WriterBusy)."""
     url = normalized_url(config.url)
     if is_sqlite(url):
-        return _sqlite_engine(url, config, "NORMAL" if relaxed else "FULL")
+        if relaxed:
+            return _sqlite_engine(url, config, "NORMAL", busy_timeout=0.0)
+        return _sqlite_engine(url, config, "FULL", busy_timeout=config.busy_timeout)
     return create_engine(
         url,
         pool_size=config.pool_size,
@@ -85,7 +116,9 @@ def build_engine(config: StoreConfig, *, relaxed: bool = False) -> Engine:
     )
 
 
-def _sqlite_engine(url: str, config: StoreConfig, synchronous: str) -> Engine:
+def _sqlite_engine(
+    url: str, config: StoreConfig, synchronous: str, *, busy_timeout: float
+) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -94,9 +127,9 @@ def _sqlite_engine(url: str, config: StoreConfig, synchronous: str) -> Engine:
         pool_size=config.pool_size,
         max_overflow=config.pool_size,
         pool_timeout=config.connect_timeout,
-        connect_args={"timeout": config.busy_timeout, "check_same_thread": False},
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
     )
-    busy_ms = int(config.busy_timeout * 1000)
+    busy_ms = int(busy_timeout * 1000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
