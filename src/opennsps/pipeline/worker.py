@@ -164,7 +164,9 @@ class Worker:
     async def _claim_round(self) -> bool:
         room = self.config.max_in_flight - len(self._in_flight)
         batch = min(room, self.config.claim_batch)
-        if batch <= 0:
+        # Under load, wait until a useful batch fits rather than claiming one or two at a
+        # time (each claim is a transaction); when idle, claim at once.
+        if batch <= 0 or (self._in_flight and batch < self.config.claim_batch // 4):
             return False
         limits = {
             handler_id: min(
