@@ -36,6 +36,8 @@ from opennsps.store.handlers import HandlerStore, StoredHandler
 log = get_logger("opennsps.worker")
 
 HANDLER_REFRESH_SECONDS = 1.0
+BUSY_IN_FLIGHT = 8
+BUSY_FLUSH_DELAY_SECONDS = 0.005
 
 
 def worker_id() -> str:
@@ -287,6 +289,9 @@ class Worker:
     async def _flush_loop(self) -> None:
         while self._running or self._completions:
             await self._flush_wanted.wait()
+            if self._running and len(self._in_flight) >= BUSY_IN_FLIGHT:
+                # Busy: gather a few milliseconds' worth of outcomes into one transaction.
+                await asyncio.sleep(BUSY_FLUSH_DELAY_SECONDS)
             self._flush_wanted.clear()
             if not await self._write_completions():
                 await asyncio.sleep(1.0)

@@ -149,6 +149,9 @@ class PortaBillingClient:
         return await self._post(method, params, {"session_id": session_id})
 
     async def _session(self, replace: str | None = None) -> str:
+        current = self._session_id
+        if current is not None and current != replace:
+            return current
         async with self._login_lock:
             if self._session_id is not None and self._session_id != replace:
                 return self._session_id
