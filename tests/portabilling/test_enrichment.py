@@ -210,13 +210,18 @@ def test_server_faults_are_retried_and_client_faults_are_not(sandbox: SandboxSer
     with pytest.raises(PortaBillingError) as refused:
         asyncio.run(run("SIMCard/get_card_list", {}, attempts=3))
     assert refused.value.retryable is False
-    with pytest.raises(PortaBillingError) as wrong_password:
-        asyncio.run(
-            PortaBillingClient(
-                PortaBillingSettings(url=sandbox.url, login=API_LOGIN, password="x")
-            ).call("Account/get_account_info", {"i_account": FIRST})
+    async def wrong_password() -> None:
+        client = PortaBillingClient(
+            PortaBillingSettings(url=sandbox.url, login=API_LOGIN, password="x")
         )
-    assert wrong_password.value.retryable is False
+        try:
+            await client.call("Account/get_account_info", {"i_account": FIRST})
+        finally:
+            await client.close()
+
+    with pytest.raises(PortaBillingError) as refused_login:
+        asyncio.run(wrong_password())
+    assert refused_login.value.retryable is False
 
 
 def test_concurrency_toward_portabilling_is_bounded(sandbox: SandboxServer) -> None:
