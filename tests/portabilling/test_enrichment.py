@@ -210,6 +210,7 @@ def test_server_faults_are_retried_and_client_faults_are_not(sandbox: SandboxSer
     with pytest.raises(PortaBillingError) as refused:
         asyncio.run(run("SIMCard/get_card_list", {}, attempts=3))
     assert refused.value.retryable is False
+
     async def wrong_password() -> None:
         client = PortaBillingClient(
             PortaBillingSettings(url=sandbox.url, login=API_LOGIN, password="x")
