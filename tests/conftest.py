@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from opennsps.app import create_app
 from opennsps.config import Settings
 from opennsps.logging import configure_logging
+from opennsps.sandbox.dataset import generate
 from opennsps.store.event_store import EventStore
 from tests.support import running, settings_for
 from tools.ensure_postgres import ensure as ensure_postgres
@@ -72,3 +73,19 @@ def gateway(app: FastAPI) -> Iterator[str]:
 def store(app: FastAPI, gateway: str) -> EventStore:
     event_store: EventStore = app.state.store
     return event_store
+
+
+@pytest.fixture(scope="session")
+def dataset_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small sandbox dataset (200 accounts from 100001), generated once per run."""
+    path = tmp_path_factory.mktemp("dataset") / "sandbox.db"
+    generate(path, 200, seed=42)
+    return path
+
+
+@pytest.fixture
+def dataset_file(dataset_template: Path, tmp_path: Path) -> Path:
+    """A copy of the dataset that one test may change."""
+    copy = tmp_path / "sandbox.db"
+    copy.write_bytes(dataset_template.read_bytes())
+    return copy

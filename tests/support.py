@@ -184,3 +184,22 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._log.close()
+
+
+CONTRACT = REPO.parent / "shared" / "reference" / "nsps-connector-openapi.json"
+
+
+def contract_validator(schema: str) -> Any:
+    """A validator for one schema of the NSPS connector contract (skips the test when the
+    contract is not beside the repository)."""
+    import json
+
+    import jsonschema
+    import pytest
+
+    if not CONTRACT.exists():
+        pytest.skip(f"the connector contract is not at {CONTRACT}")
+    components = json.loads(CONTRACT.read_text())["components"]
+    return jsonschema.Draft202012Validator(
+        {"$ref": f"#/components/schemas/{schema}", "components": components}
+    )

@@ -12,21 +12,38 @@ import aiohttp
 MAX_ANSWER_BYTES = 1024 * 1024
 
 
-def new_session(
-    *,
-    timeout: float,
-    max_connections: int,
-    verify_tls: bool,
-    headers: dict[str, str] | None = None,
-) -> aiohttp.ClientSession:
-    """A session for one remote system (created inside the running event loop)."""
-    return aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=timeout),
-        connector=aiohttp.TCPConnector(limit=max_connections, ssl=verify_tls),
-        headers=headers,
-        # Answers are bodies we parse ourselves; no cookies are kept between calls.
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
+class LazySession:
+    """One aiohttp session per remote system, opened on first use (it must be created
+    inside the running event loop) and again if it was closed."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        max_connections: int,
+        verify_tls: bool,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self.verify_tls = verify_tls
+        self.headers = headers
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=self.max_connections, ssl=self.verify_tls),
+                headers=self.headers,
+                # Answers are bodies we parse ourselves; no cookies are kept between calls.
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
 async def read_limited(response: aiohttp.ClientResponse, limit: int = MAX_ANSWER_BYTES) -> bytes:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-
-import jsonschema
-import pytest
 
 from tests.pipeline.harness import (
     CONNECTOR_TOKEN,
@@ -18,20 +14,9 @@ from tests.pipeline.harness import (
     wait_for,
     wired,
 )
+from tests.support import contract_validator
 
-CONTRACT = (
-    Path(__file__).resolve().parents[3] / "shared" / "reference" / "nsps-connector-openapi.json"
-)
 FIRST = 100_001
-
-
-def event_validator() -> jsonschema.Draft202012Validator:
-    if not CONTRACT.exists():
-        pytest.skip(f"the connector contract is not at {CONTRACT}")
-    components = json.loads(CONTRACT.read_text())["components"]
-    return jsonschema.Draft202012Validator(
-        {"$ref": "#/components/schemas/Event", "components": components}
-    )
 
 
 def delivered_events(gw: Any) -> list[dict[str, Any]]:
@@ -42,7 +27,7 @@ def delivered_events(gw: Any) -> list[dict[str, Any]]:
 
 
 def test_enriched_payload_follows_the_contract(store_url: str, dataset_file: Path) -> None:
-    validator = event_validator()
+    validator = contract_validator("Event")
     with wired(store_url, dataset_file, lambda c: [http_handler(c.url)]) as (sandbox, gw, conn):
         sandbox.post(f"/sandbox/accounts/{FIRST}/block")
         received = wait_for(lambda: conn.received, what="the connector to get the event")

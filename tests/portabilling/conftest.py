@@ -1,3 +1,3 @@
-from tests.sandbox.conftest import dataset_file, dataset_template, receiver, sandbox
+from tests.sandbox.conftest import receiver, sandbox
 
-__all__ = ["dataset_file", "dataset_template", "receiver", "sandbox"]
+__all__ = ["receiver", "sandbox"]

@@ -3,33 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import pytest
 
 from opennsps.portabilling.client import PortaBillingClient, PortaBillingError, PortaBillingSettings
 from opennsps.portabilling.espf_client import EspfApiClient, EspfApiError, EspfApiSettings
 from opennsps.portabilling.pb_data import Enricher
 from tests.sandbox.conftest import API_LOGIN, API_PASSWORD, API_TOKEN, SandboxServer
+from tests.support import contract_validator
 
-CONTRACT = (
-    Path(__file__).resolve().parents[3] / "shared" / "reference" / "nsps-connector-openapi.json"
-)
 FIRST = 100_001
 
 
-def pb_data_validator() -> jsonschema.Draft202012Validator:
-    if not CONTRACT.exists():
-        pytest.skip(f"the connector contract is not at {CONTRACT}")
-    components = json.loads(CONTRACT.read_text())["components"]
-    return jsonschema.Draft202012Validator(
-        {"$ref": "#/components/schemas/PBData", "components": components}
-    )
+def pb_data_validator() -> Any:
+    return contract_validator("PBData")
 
 
 def client_for(sandbox: SandboxServer, **overrides: Any) -> PortaBillingClient:

@@ -14,25 +14,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from opennsps.sandbox.app import SandboxSettings, create_sandbox_app
-from opennsps.sandbox.dataset import generate
 from opennsps.sandbox.eventsender import SenderConfig
 from tests.support import running
 
 API_LOGIN, API_PASSWORD, API_TOKEN = "opennsps", "sandbox-password", "sandbox-token"
-
-
-@pytest.fixture(scope="session")
-def dataset_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("dataset") / "sandbox.db"
-    generate(path, 200, seed=42)
-    return path
-
-
-@pytest.fixture
-def dataset_file(dataset_template: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "sandbox.db"
-    copy.write_bytes(dataset_template.read_bytes())
-    return copy
 
 
 @dataclass

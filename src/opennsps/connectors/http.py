@@ -15,7 +15,7 @@ import orjson
 
 from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
 from opennsps.domain.outcomes import classify
-from opennsps.http_client import new_session, read_limited
+from opennsps.http_client import LazySession, read_limited
 
 
 @dataclass(frozen=True)
@@ -29,21 +29,14 @@ class HttpConnectorSettings:
 class HttpConnector:
     def __init__(self, settings: HttpConnectorSettings, max_connections: int = 100) -> None:
         self.settings = settings
-        self.max_connections = max_connections
-        self._http: aiohttp.ClientSession | None = None
+        self._http = LazySession(
+            timeout=settings.timeout,
+            max_connections=max_connections,
+            verify_tls=settings.verify_tls,
+        )
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None or self._http.closed:
-            self._http = new_session(
-                timeout=self.settings.timeout,
-                max_connections=self.max_connections,
-                verify_tls=self.settings.verify_tls,
-            )
-        return self._http
+        await self._http.close()
 
     async def deliver(
         self, event: dict[str, Any], *, request_id: str | None, unique_id: str | None
@@ -57,7 +50,7 @@ class HttpConnector:
             headers["x-request-id"] = unique_id
         started = time.perf_counter()
         try:
-            async with self._session().post(
+            async with self._http.get().post(
                 self.settings.url,
                 data=orjson.dumps(event),
                 headers=headers,

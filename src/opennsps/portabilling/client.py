@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from opennsps.http_client import new_session, read_limited
+from opennsps.http_client import LazySession, read_limited
 
 # Told of every HTTP call: method, seconds, and "ok", "fault" or "error".
 CallObserver = Callable[[str, float, str], None]
@@ -59,7 +59,11 @@ class PortaBillingClient:
         self.settings = settings
         self._clock = clock
         self._base_url = settings.url.rstrip("/")
-        self._http: aiohttp.ClientSession | None = None
+        self._http = LazySession(
+            timeout=settings.timeout,
+            max_connections=settings.max_concurrency,
+            verify_tls=settings.verify_tls,
+        )
         self._session_id: str | None = None
         self._login_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(settings.max_concurrency)
@@ -71,17 +75,7 @@ class PortaBillingClient:
         self.calls = 0
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-
-    def _session_http(self) -> aiohttp.ClientSession:
-        if self._http is None or self._http.closed:
-            self._http = new_session(
-                timeout=self.settings.timeout,
-                max_connections=self.settings.max_concurrency,
-                verify_tls=self.settings.verify_tls,
-            )
-        return self._http
+        await self._http.close()
 
     async def call(
         self, method: str, params: dict[str, Any], *, cached: bool = True
@@ -178,7 +172,7 @@ class PortaBillingClient:
             self.calls += 1
             started = time.perf_counter()
             try:
-                async with self._session_http().post(
+                async with self._http.get().post(
                     f"{self._base_url}/rest/{method}", data=fields, allow_redirects=False
                 ) as response:
                     status = response.status

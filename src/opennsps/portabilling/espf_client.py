@@ -11,7 +11,7 @@ from typing import Any, Literal
 import aiohttp
 import orjson
 
-from opennsps.http_client import new_session, read_limited
+from opennsps.http_client import LazySession, read_limited
 
 Status = Literal["OK", "IN_PROGRESS", "RETRY", "FAILED"]
 MAX_ERROR_LENGTH = 4000
@@ -37,25 +37,18 @@ class EspfApiClient:
     def __init__(self, settings: EspfApiSettings) -> None:
         self.settings = settings
         token = base64.b64encode(f"{settings.login}:{settings.password}".encode()).decode()
-        self._headers = {"Authorization": f"Basic {token}"}
         self._base_url = settings.url.rstrip("/") + "/espf/v1"
-        self._http: aiohttp.ClientSession | None = None
+        self._http = LazySession(
+            timeout=settings.timeout,
+            max_connections=8,
+            verify_tls=settings.verify_tls,
+            headers={"Authorization": f"Basic {token}"},
+        )
         self._known_groups: set[str] = set()
         self._groups_lock = asyncio.Lock()
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None or self._http.closed:
-            self._http = new_session(
-                timeout=self.settings.timeout,
-                max_connections=8,
-                verify_tls=self.settings.verify_tls,
-                headers=self._headers,
-            )
-        return self._http
+        await self._http.close()
 
     async def set_status(
         self, i_account: int, group: str, status: Status, error: str | None = None
@@ -98,7 +91,7 @@ class EspfApiClient:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            async with self._session().request(
+            async with self._http.get().request(
                 method, self._base_url + path, allow_redirects=False, **kwargs
             ) as response:
                 status = response.status
