@@ -7,12 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, select
 
+from opennsps.store.engine import normalized_url
+from opennsps.store.schema import deliveries
 from tests.pipeline.harness import (
     ADMIN_TOKEN,
     CONNECTOR_TOKEN,
     OPERATOR_TOKEN,
     VIEWER_TOKEN,
+    ConnectorServer,
     http_handler,
     wait_for,
     wired,
@@ -158,3 +162,43 @@ def test_rejected_requests_are_listed(store_url: str, dataset_file: Path) -> Non
             rejected: list[dict[str, Any]] = api.get("/rejected").json()
         assert [r["http_status"] for r in rejected] == [401, 400]
         assert "[redacted]" in rejected[0]["headers"]["authorization"]
+
+
+def test_schedule_creates_an_espf_event_that_comes_back(store_url: str, dataset_file: Path) -> None:
+    with wired(store_url, dataset_file, lambda c: [http_handler(c.url)]) as (_, gw, conn):
+        with gw.api(OPERATOR_TOKEN) as api:
+            answer = api.post(
+                "/schedule",
+                json={
+                    "event_type": "Custom/NextMonth",
+                    "variables": {"i_account": FIRST},
+                    "start_time": "2020-01-01T00:00:00Z",  # due at once
+                },
+            )
+        assert answer.status_code == 201, answer.text
+        i_event = answer.json()["i_event"]
+        received = wait_for(lambda: conn.received, what="the scheduled event delivered")
+        data = received[0]["body"]["data"]
+        assert data["event_type"] == "Custom/NextMonth"
+        assert int(data["variables"]["i_event"]) == i_event
+
+
+def test_graceful_stop_hands_back_an_attempt_that_runs_too_long(
+    store_url: str, dataset_file: Path
+) -> None:
+    connector = ConnectorServer(delay=5.0)
+    with wired(
+        store_url, dataset_file, lambda c: [http_handler(c.url)], connector, shutdown_grace=0.5
+    ) as (sandbox, _gw, conn):
+        sandbox.emit("Subscriber/Updated", i_account=FIRST)
+        wait_for(lambda: conn.received, what="the attempt to start")
+    # The gateway has stopped: the unfinished attempt was handed back, not left leased.
+    engine = create_engine(normalized_url(store_url))
+    try:
+        with engine.connect() as connection:
+            [(state, owner)] = connection.execute(
+                select(deliveries.c.state, deliveries.c.lease_owner)
+            ).all()
+    finally:
+        engine.dispose()
+    assert (state, owner) == ("pending", None)
