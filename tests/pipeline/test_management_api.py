@@ -202,3 +202,18 @@ def test_graceful_stop_hands_back_an_attempt_that_runs_too_long(
     finally:
         engine.dispose()
     assert (state, owner) == ("pending", None)
+
+
+def test_a_status_for_an_unknown_source_is_refused(store_url: str, dataset_file: Path) -> None:
+    with (
+        wired(store_url, dataset_file, lambda c: [http_handler(c.url)]) as (_, gw, _c),
+        gw.api(OPERATOR_TOKEN) as api,
+    ):
+        answer = api.post(
+            "/status", json={"source": "nope", "i_account": FIRST, "group": "HSS", "status": "OK"}
+        )
+        assert answer.status_code == 422
+        assert "no source named 'nope'" in answer.json()["message"]
+        missing = api.post("/status", json={"i_account": FIRST, "status": "OK"})
+        assert missing.status_code == 422
+        assert "group" in missing.json()["message"]

@@ -367,6 +367,17 @@ def stats(request: Request, _: Viewer) -> dict[str, Any]:
 # -- provisioning status and scheduling ---------------------------------------------------
 
 
+def _known_source(request: Request, given: str | None) -> str:
+    """The named source (default: ingress.default_source); 422 if it is not configured."""
+    ingress = request.app.state.settings.ingress
+    source: str = given or ingress.default_source
+    if source not in ingress.sources:
+        raise ApiError(
+            422, f"no source named {source!r} is configured (ingress.sources)", "unknown_source"
+        )
+    return source
+
+
 class StatusIn(BaseModel):
     """A provisioning status reported by an external system or a connector that finished
     later. With event_id and handler_id, the delivery that was waiting for it is finished."""
@@ -384,7 +395,7 @@ class StatusIn(BaseModel):
 @router.post("/status", tags=["status"], status_code=202)
 def report_status(request: Request, body: StatusIn, caller: Operator) -> dict[str, Any]:
     pipeline = _pipeline(request)
-    source = body.source or request.app.state.settings.ingress.default_source
+    source = _known_source(request, body.source)
     now = _now()
     finished = False
     if body.event_id and body.handler_id and body.status in ("OK", "FAILED"):
@@ -422,7 +433,7 @@ class ScheduleIn(BaseModel):
 async def schedule_event(request: Request, body: ScheduleIn, _: Operator) -> dict[str, Any]:
     """Ask PortaBilling's ESPF to send an event at start_time (/espf/v1/event/create)."""
     pipeline = _pipeline(request)
-    source = body.source or request.app.state.settings.ingress.default_source
+    source = _known_source(request, body.source)
     client = pipeline.status_sender.clients.get(source)
     if client is None:
         raise ApiError(
