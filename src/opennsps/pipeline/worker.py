@@ -84,6 +84,7 @@ class Worker:
         self._refreshed_at = 0.0
         self._reaped_at = 0.0
         self._renewed_at = 0.0
+        self._rotation = 0
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -170,15 +171,8 @@ class Worker:
         # time (each claim is a transaction); when idle, claim at once.
         if batch <= 0 or (self._in_flight and batch < self.config.claim_batch // 4):
             return False
-        limits = {
-            handler_id: min(
-                batch,
-                active.stored.definition.max_concurrency - self._in_flight_by_handler[handler_id],
-            )
-            for handler_id, active in self.handlers.items()
-            if active.stored.status == "enabled" and not active.stored.paused
-        }
-        if not any(n > 0 for n in limits.values()):
+        limits = self._share(batch)
+        if not limits:
             return False
         now = self.clock()
         claimed = await self.db(self.queue.claim, self.owner, limits, now, now + self._lease())
@@ -187,6 +181,29 @@ class Worker:
             self._in_flight[task] = delivery
             self._in_flight_by_handler[delivery.handler_id] += 1
         return len(claimed) >= batch
+
+    def _share(self, batch: int) -> dict[str, int]:
+        """Split one claim batch between the handlers with room, starting with a different
+        handler each round so that none is starved."""
+        ready = [
+            (
+                handler_id,
+                active.stored.definition.max_concurrency - self._in_flight_by_handler[handler_id],
+            )
+            for handler_id, active in self.handlers.items()
+            if active.stored.status == "enabled" and not active.stored.paused
+        ]
+        if not ready:
+            return {}
+        self._rotation = (self._rotation + 1) % len(ready)
+        limits: dict[str, int] = {}
+        remaining = batch
+        for handler_id, room in ready[self._rotation :] + ready[: self._rotation]:
+            take = min(room, remaining)
+            if take > 0:
+                limits[handler_id] = take
+                remaining -= take
+        return limits
 
     def _lease(self) -> timedelta:
         return timedelta(seconds=self.config.lease_seconds)
