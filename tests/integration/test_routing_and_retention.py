@@ -139,3 +139,21 @@ def test_retention_purges_old_finished_history_only(store_url: str) -> None:
         assert removed >= 5
     finally:
         store.close()
+
+
+def test_config_file_handlers_follow_the_file(store_url: str) -> None:
+    store = EventStore(StoreConfig(url=store_url))
+    store.open()
+    try:
+        handlers = HandlerStore(store.engine)
+        handlers.sync_from_config([handler("hss", ["*"]), handler("crm", ["Customer/*"])])
+        handlers.set_status("hss", "disabled")  # an operator's choice survives a restart
+        handlers.sync_from_config([handler("hss", ["SIM/*"]), handler("crm", ["Customer/*"])])
+        hss = handlers.get("hss")
+        assert hss.status == "disabled" and hss.definition.events == ["SIM/*"]
+        handlers.sync_from_config([handler("hss", ["SIM/*"])])  # crm taken out of the file
+        assert handlers.get("crm").status == "archived"
+        handlers.sync_from_config([handler("hss", ["SIM/*"]), handler("crm", ["Customer/*"])])
+        assert handlers.get("crm").status == "enabled"  # back in the file
+    finally:
+        store.close()

@@ -1,7 +1,8 @@
 """`opennsps handlers|pause|resume|replay|deliveries`: the pipeline from the command line.
 
 The commands work on the database directly, so they act on every OpenNSPS process that
-shares it (a running worker picks the change up within a second).
+shares it (a running worker picks the change up within a second). They do not write the
+config file's handlers to it: `opennsps serve` does that when it starts.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ def _engine(config: Any) -> Iterator[Engine]:
     settings = settings_or_exit(config)
     store = store_or_exit(settings)
     try:
-        HandlerStore(store.engine).sync_from_config(settings.handlers)
         yield store.engine
     finally:
         store.close()

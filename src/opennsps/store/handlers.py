@@ -85,19 +85,39 @@ class HandlerStore:
         """Bring the config file's handlers into the database.
 
         Their definitions follow the file at every start; their status follows it only
-        when a handler is first created (afterwards enable/disable/archive through the
-        API or CLI stay in force across restarts).
+        when a handler is first created, or comes back to the file (afterwards
+        enable/disable/archive through the API or CLI stay in force across restarts). A
+        handler taken out of the file is archived.
         """
         now = datetime.now(UTC)
         with write_transaction(self.engine) as connection:
             for definition in declared:
                 existing = connection.execute(
-                    select(handlers.c.managed_by).where(handlers.c.id == definition.id)
+                    select(handlers.c.managed_by, handlers.c.status).where(
+                        handlers.c.id == definition.id
+                    )
                 ).first()
                 if existing is None:
                     self._insert(connection, definition, "config", now)
-                else:
-                    self._write_definition(connection, definition, now, managed_by="config")
+                    continue
+                self._write_definition(connection, definition, now, managed_by="config")
+                if existing.managed_by == "config" and existing.status == "archived":
+                    # Back in the file after it was taken out: the file's status again.
+                    connection.execute(
+                        update(handlers)
+                        .where(handlers.c.id == definition.id)
+                        .values(status=definition.status)
+                    )
+            # Taken out of the file: archived (kept for its history), never left routing.
+            connection.execute(
+                update(handlers)
+                .where(
+                    handlers.c.managed_by == "config",
+                    handlers.c.id.not_in([d.id for d in declared]),
+                    handlers.c.status != "archived",
+                )
+                .values(status="archived", updated_at=now)
+            )
 
     def create(self, definition: HandlerConfig) -> StoredHandler:
         now = datetime.now(UTC)
