@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from opennsps import __version__
 from opennsps.config import Settings, redact_url
+from opennsps.console.api import install_api_errors
 from opennsps.console.api import router as api_router
 from opennsps.console.auth import TokenAuthenticator
 from opennsps.http_errors import install_error_handlers
@@ -66,6 +67,7 @@ def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
     app.state.pipeline = pipeline
     app.state.api_auth = TokenAuthenticator(settings.api.tokens)
     install_error_handlers(app)
+    install_api_errors(app)
     ingress = EspfIngress(settings.ingress, event_store, on_stored=pipeline.worker.wake)
     app.router.add_route("/espf/events", ingress.default_source, methods=["POST"])
     app.router.add_route("/espf/events/{source}", ingress.named_source, methods=["POST"])

@@ -93,6 +93,14 @@ def test_handlers_created_through_the_api_receive_new_events(
             )
             assert api.delete("/handlers/crm").status_code == 204
             assert api.get("/handlers/crm").status_code == 404
+            for path in (
+                "/handlers/crm/pause",
+                "/handlers/crm/enable",
+                "/handlers/crm/replay-dead",
+            ):
+                gone = api.post(path)
+                assert gone.status_code == 404
+                assert gone.json()["error"] == "handler_not_found"
 
 
 def test_maintenance_mode_keeps_accepting_and_delivers_on_resume(

@@ -10,14 +10,15 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
 
 from opennsps.config import HandlerConfig
 from opennsps.console.auth import Caller, require
 from opennsps.domain.deliveries import DeliveryState
 from opennsps.domain.routing import matches
-from opennsps.http_errors import ApiError
+from opennsps.http_errors import ApiError, error_response
 from opennsps.ingress.redaction import REDACTED
 from opennsps.pipeline.runtime import Pipeline
 from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH, EspfApiError
@@ -57,11 +58,13 @@ def handler_view(stored: StoredHandler) -> dict[str, Any]:
     return shown
 
 
-def _handler_or_404(pipeline: Pipeline, handler_id: str) -> StoredHandler:
-    try:
-        return pipeline.handler_store.get(handler_id)
-    except HandlerNotFound as exc:
-        raise ApiError(404, str(exc), "handler_not_found") from exc
+def install_api_errors(app: FastAPI) -> None:
+    """The store's "no such handler" is the API's 404, wherever it is raised."""
+
+    async def handler_not_found(_: Request, exc: Exception) -> Response:
+        return error_response(404, str(exc), "handler_not_found")
+
+    app.add_exception_handler(HandlerNotFound, handler_not_found)
 
 
 # -- handlers -----------------------------------------------------------------------------
@@ -82,7 +85,7 @@ def list_handlers(
             continue
         if type and stored.definition.type != type:
             continue
-        if event and not any(matches(p, event) or p == event for p in stored.definition.events):
+        if event and not any(matches(p, event) for p in stored.definition.events):
             continue
         found.append(handler_view(stored))
     return found
@@ -90,7 +93,7 @@ def list_handlers(
 
 @router.get("/handlers/{handler_id}", tags=["handlers"])
 def get_handler(request: Request, handler_id: str, _: Viewer) -> dict[str, Any]:
-    return handler_view(_handler_or_404(_pipeline(request), handler_id))
+    return handler_view(_pipeline(request).handler_store.get(handler_id))
 
 
 @router.post("/handlers", tags=["handlers"], status_code=201)
@@ -110,7 +113,6 @@ def replace_handler(
     if definition.id != handler_id:
         raise ApiError(422, "the body's id must be the handler id in the path", "id_mismatch")
     pipeline = _pipeline(request)
-    _handler_or_404(pipeline, handler_id)
     try:
         return handler_view(pipeline.handler_store.replace(definition))
     except HandlerConflict as exc:
@@ -120,7 +122,6 @@ def replace_handler(
 @router.delete("/handlers/{handler_id}", tags=["handlers"], status_code=204)
 def delete_handler(request: Request, handler_id: str, _: Admin) -> None:
     pipeline = _pipeline(request)
-    _handler_or_404(pipeline, handler_id)
     try:
         pipeline.handler_store.delete(handler_id)
     except HandlerConflict as exc:
@@ -131,7 +132,6 @@ def _set_status(
     request: Request, handler_id: str, status: Literal["enabled", "disabled", "archived"]
 ) -> dict[str, Any]:
     pipeline = _pipeline(request)
-    _handler_or_404(pipeline, handler_id)
     stored = pipeline.handler_store.set_status(handler_id, status)
     pipeline.wake()
     return handler_view(stored)
@@ -156,15 +156,12 @@ def archive_handler(request: Request, handler_id: str, _: Admin) -> dict[str, An
 @router.post("/handlers/{handler_id}/pause", tags=["handlers", "maintenance"])
 def pause_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
     """Stop dispatching to this handler; new events still queue up for it."""
-    pipeline = _pipeline(request)
-    _handler_or_404(pipeline, handler_id)
-    return handler_view(pipeline.handler_store.set_paused(handler_id, True))
+    return handler_view(_pipeline(request).handler_store.set_paused(handler_id, True))
 
 
 @router.post("/handlers/{handler_id}/resume", tags=["handlers", "maintenance"])
 def resume_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
     pipeline = _pipeline(request)
-    _handler_or_404(pipeline, handler_id)
     stored = pipeline.handler_store.set_paused(handler_id, False)
     pipeline.wake()
     return handler_view(stored)
@@ -173,7 +170,7 @@ def resume_handler(request: Request, handler_id: str, _: Operator) -> dict[str, 
 @router.post("/handlers/{handler_id}/replay-dead", tags=["replay"])
 def replay_dead(request: Request, handler_id: str, _: Operator) -> dict[str, int]:
     pipeline = _pipeline(request)
-    _handler_or_404(pipeline, handler_id)
+    pipeline.handler_store.get(handler_id)  # 404 for an unknown handler
     count = pipeline.replayer.dead_of_handler(handler_id, _now())
     pipeline.wake()
     return {"replayed": count}
