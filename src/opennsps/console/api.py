@@ -24,7 +24,13 @@ from opennsps.pipeline.runtime import Pipeline
 from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH, EspfApiError
 from opennsps.store.deliveries import DeliveryQueue, StatusReport
 from opennsps.store.handlers import HandlerConflict, HandlerNotFound, StoredHandler
-from opennsps.store.queries import DELIVERY_STATES, EVENT_STATES, AttemptFilter, EventFilter
+from opennsps.store.queries import (
+    DELIVERY_STATES,
+    EVENT_STATES,
+    AttemptFilter,
+    EventFilter,
+    jsonable,
+)
 from opennsps.store.records import StoredRejectedRequest
 
 Viewer = Annotated[Caller, Depends(require("viewer"))]
@@ -345,11 +351,7 @@ def rejected_requests(
     found: list[StoredRejectedRequest] = request.app.state.store.list_rejected(
         since=since, limit=limit
     )
-    return [{"id": r.id, **_jsonable(asdict(r.request))} for r in found]
-
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+    return [{"id": r.id, **jsonable(asdict(r.request))} for r in found]
 
 
 @router.get("/stats", tags=["events"])

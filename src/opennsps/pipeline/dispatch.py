@@ -16,13 +16,13 @@ from opennsps.domain.deliveries import ESPF_STATUS, DeliveryState, next_step
 from opennsps.domain.events import as_integer
 from opennsps.domain.outcomes import Outcome, OutcomeKind
 from opennsps.domain.retry import RetrySchedule
+from opennsps.ingress.redaction import REDACTED
 from opennsps.pipeline.enrichment import Enrichment, EnrichmentUnavailable
 from opennsps.portabilling.client import PortaBillingError
 from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH
 from opennsps.store.deliveries import AttemptRecord, ClaimedDelivery, Completion, StatusReport
 
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s:]+:[^/@\s]*@")
-REDACTED = "[redacted]"
 
 
 def redact(text: str | None, secrets: tuple[str, ...]) -> str | None:

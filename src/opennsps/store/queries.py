@@ -111,7 +111,8 @@ def event_query(f: EventFilter) -> Select[Any]:
     return query
 
 
-def _jsonable(mapping: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+def jsonable(mapping: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A row (or any mapping) with its times as ISO text, ready for JSON."""
     out = {}
     for key, value in mapping.items():
         if key in drop:
@@ -136,7 +137,7 @@ class Queries:
             counts = self._delivery_counts(connection, [r["seq"] for r in rows])
         found = []
         for row in rows:
-            item = _jsonable(row, drop=("raw_body",))
+            item = jsonable(row, drop=("raw_body",))
             state = counts.get(row["seq"], StateCounts())
             item["state"] = state.state
             item["deliveries"] = state.counts
@@ -161,7 +162,7 @@ class Queries:
             row = connection.execute(select(events).where(events.c.event_id == event_id)).first()
             if row is None:
                 return None
-            event = _jsonable(row._mapping)
+            event = jsonable(row._mapping)
             delivery_rows = connection.execute(
                 select(deliveries)
                 .where(deliveries.c.event_seq == row.seq)
@@ -172,11 +173,11 @@ class Queries:
             ).all()
         by_delivery: dict[int, list[dict[str, Any]]] = {}
         for a in attempt_rows:
-            by_delivery.setdefault(a.delivery_id, []).append(_jsonable(a._mapping))
+            by_delivery.setdefault(a.delivery_id, []).append(jsonable(a._mapping))
         timeline = []
         counts = StateCounts()
         for d in delivery_rows:
-            item = _jsonable(d._mapping)
+            item = jsonable(d._mapping)
             item["attempt_log"] = by_delivery.get(d.id, [])
             timeline.append(item)
             counts.counts[d.state] = counts.counts.get(d.state, 0) + 1
@@ -206,7 +207,7 @@ class Queries:
         if before_id is not None:
             query = query.where(attempts.c.id < before_id)
         with self.engine.connect() as connection:
-            return [_jsonable(row._mapping) for row in connection.execute(query)]
+            return [jsonable(row._mapping) for row in connection.execute(query)]
 
     def list_deliveries(
         self,
@@ -235,7 +236,7 @@ class Queries:
         if before_id is not None:
             query = query.where(deliveries.c.id < before_id)
         with self.engine.connect() as connection:
-            return [_jsonable(row._mapping) for row in connection.execute(query)]
+            return [jsonable(row._mapping) for row in connection.execute(query)]
 
     def stats(self, now: datetime | None = None) -> dict[str, Any]:
         now = now or datetime.now(UTC)
