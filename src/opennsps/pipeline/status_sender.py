@@ -93,7 +93,6 @@ class StatusSender:
             try:
                 if rounds % 60 == 0:
                     await self.db(self.outbox.take_over_expired, self.clock())
-                    metrics.STATUS_OUTBOX_BACKLOG.set(await self.db(self.outbox.backlog))
                 rounds += 1
                 now = self.clock()
                 entries = await self.db(self.outbox.claim, self.owner, self.batch, now, now + LEASE)
