@@ -61,6 +61,33 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
+def db_time(dialect: str, value: datetime | None) -> Any:
+    """A time as the DB-API driver must be given it for the Core tables to read it back."""
+    return _sqlite_time(value) if dialect == "sqlite" else value
+
+
+def route_events(cursor: Any, dialect: str, seqs: Sequence[int], at: datetime | None = None) -> int:
+    """Create one pending delivery per enabled handler whose patterns match each event
+    (GLOB on SQLite, LIKE on PostgreSQL, against handler_routes.match), due at `at`, or
+    at the event's receipt when `at` is None. Returns how many were created."""
+    param = "?" if dialect == "sqlite" else "%s"
+    marks = ", ".join([param] * len(seqs))
+    match = "GLOB" if dialect == "sqlite" else "LIKE"
+    due = "e.received_at" if at is None else param
+    cursor.execute(
+        "INSERT INTO deliveries (event_seq, handler_id, priority, entity_key, state,"  # noqa: S608
+        " failures, attempts, next_attempt_at, configuration_problem, created_at,"
+        " updated_at)"
+        " SELECT e.seq, h.id, h.priority, COALESCE(e.entity_key, 'event:' || e.event_id),"
+        f" 'pending', 0, 0, {due}, FALSE, {due}, {due}"
+        " FROM events e JOIN handlers h ON h.status = 'enabled'"
+        f" WHERE e.seq IN ({marks}) AND EXISTS (SELECT 1 FROM handler_routes r"
+        f" WHERE r.handler_id = h.id AND e.event_type {match} r.match)",
+        [*([] if at is None else [db_time(dialect, at)] * 3), *seqs],
+    )
+    return int(cursor.rowcount)
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -96,7 +123,7 @@ class BatchWriter:
         return [outcomes[id(item)] if isinstance(item, NewEvent) else None for item in items]
 
     def _time(self, value: datetime | None) -> Any:
-        return _sqlite_time(value) if self.dialect == "sqlite" else value
+        return db_time(self.dialect, value)
 
     def _event_values(self, new: NewEvent) -> tuple[Any, ...]:
         event = new.event
@@ -155,19 +182,7 @@ class BatchWriter:
 
     def _route(self, cursor: Any, seqs: list[int]) -> None:
         """One delivery per enabled handler whose patterns match, in the event's transaction."""
-        marks = ", ".join([self._param] * len(seqs))
-        match = "GLOB" if self.dialect == "sqlite" else "LIKE"
-        cursor.execute(
-            "INSERT INTO deliveries (event_seq, handler_id, priority, entity_key, state,"  # noqa: S608
-            " failures, attempts, next_attempt_at, configuration_problem, created_at,"
-            " updated_at)"
-            " SELECT e.seq, h.id, h.priority, COALESCE(e.entity_key, 'event:' || e.event_id),"
-            " 'pending', 0, 0, e.received_at, FALSE, e.received_at, e.received_at"
-            " FROM events e JOIN handlers h ON h.status = 'enabled'"
-            f" WHERE e.seq IN ({marks}) AND EXISTS (SELECT 1 FROM handler_routes r"
-            f" WHERE r.handler_id = h.id AND e.event_type {match} r.match)",
-            seqs,
-        )
+        route_events(cursor, self.dialect, seqs)
 
     def _existing_event_ids(
         self, cursor: Any, keys: list[tuple[str, int]]

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
 
-from opennsps.domain.routing import matches
+from opennsps.store.batch_writer import route_events
 from opennsps.store.engine import write_transaction
 from opennsps.store.queries import EventFilter, event_query
-from opennsps.store.schema import deliveries, events, handler_routes, handlers
+from opennsps.store.schema import deliveries, events
 
 REPLAYABLE = ("pending", "waiting", "delivered", "rejected", "dead")
 
@@ -107,38 +107,9 @@ class Replayer:
         ).rowcount
 
     def _route_now(self, connection: Connection, seqs: Sequence[int], now: datetime) -> int:
-        rows = connection.execute(
-            select(events.c.seq, events.c.event_type, events.c.entity_key, events.c.event_id).where(
-                events.c.seq.in_(seqs)
-            )
-        ).all()
-        enabled = connection.execute(
-            select(handlers.c.id, handlers.c.priority, handler_routes.c.pattern)
-            .join(handler_routes, handler_routes.c.handler_id == handlers.c.id)
-            .where(handlers.c.status == "enabled")
-        ).all()
-        new = []
-        for seq, event_type, entity_key, event_id in rows:
-            chosen: dict[str, int] = {}
-            for handler_id, priority, pattern in enabled:
-                if matches(pattern, event_type):
-                    chosen[handler_id] = priority
-            for handler_id, priority in chosen.items():
-                new.append(
-                    {
-                        "event_seq": seq,
-                        "handler_id": handler_id,
-                        "priority": priority,
-                        "entity_key": entity_key or f"event:{event_id}",
-                        "state": "pending",
-                        "failures": 0,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "configuration_problem": False,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
-        if new:
-            connection.execute(deliveries.insert(), new)
-        return len(new)
+        # The same routing statement as at ingest, inside this transaction.
+        cursor = connection.connection.cursor()
+        try:
+            return route_events(cursor, self.dialect, seqs, at=now)
+        finally:
+            cursor.close()
