@@ -208,18 +208,10 @@ def resume_all(request: Request, _: Operator) -> dict[str, bool]:
 # -- events, deliveries, attempts ---------------------------------------------------------
 
 
-def _event_filter(
-    event_type: str | None,
-    i_account: int | None,
-    i_event: int | None,
-    source: str | None,
-    state: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> EventFilter:
-    if state is not None and state not in EVENT_STATES:
+def _checked(f: EventFilter) -> EventFilter:
+    if f.state is not None and f.state not in EVENT_STATES:
         raise ApiError(422, f"state must be one of {', '.join(EVENT_STATES)}", "invalid_state")
-    return EventFilter(event_type, i_account, i_event, source, state, since, until)
+    return f
 
 
 @router.get("/events", tags=["events"])
@@ -239,7 +231,7 @@ def search_events(
     """Newest first. `event_type` may end with `*`; `state` is one of unrouted, pending,
     waiting, delivered, rejected, dead. Page with `before` = the last item's `seq`."""
     found = _pipeline(request).queries.search_events(
-        _event_filter(event_type, i_account, i_event, source, state, since, until),
+        _checked(EventFilter(event_type, i_account, i_event, source, state, since, until)),
         limit=limit,
         before_seq=before,
     )
@@ -310,15 +302,7 @@ class ReplayFilter(BaseModel):
 def replay_matching(request: Request, body: ReplayFilter, _: Operator) -> dict[str, int]:
     """Replay the events a search finds (optionally only their deliveries to one handler)."""
     pipeline = _pipeline(request)
-    f = _event_filter(
-        body.event_type,
-        body.i_account,
-        body.i_event,
-        body.source,
-        body.state,
-        body.since,
-        body.until,
-    )
+    f = _checked(EventFilter(**body.model_dump(exclude={"handler_id", "limit"})))
     count = pipeline.replayer.matching(f, _now(), handler_id=body.handler_id, limit=body.limit)
     pipeline.wake()
     return {"replayed": count}
