@@ -76,6 +76,10 @@ def test_handlers_created_through_the_api_receive_new_events(
             replayed = api.post(f"/events/{unrouted['event_id']}/replay").json()
             assert replayed == {"replayed": 1}
             wait_for(lambda: len(conn.received) == 2, what="the replayed event")
+            by_filter = api.post("/replay", json={"i_account": FIRST + 1, "state": "delivered"})
+            assert by_filter.json() == {"replayed": 1}
+            wait_for(lambda: len(conn.received) == 3, what="the event replayed by filter")
+            assert api.post("/replay", json={"state": "lost"}).status_code == 422
 
             changed = api.put("/handlers/crm", json={**definition, "events": ["Customer/*"]})
             assert changed.status_code == 200
