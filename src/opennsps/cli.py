@@ -20,6 +20,7 @@ from opennsps.cli_support import (
     store_or_exit,
 )
 from opennsps.config import describe_settings, redact_url
+from opennsps.connector.cli import app as connector_app
 from opennsps.pipeline.cli import register as register_pipeline_commands
 from opennsps.sandbox.cli import app as sandbox_app
 
@@ -37,6 +38,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(rejected_app, name="rejected")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(connector_app, name="connector")
 register_pipeline_commands(app)
 
 

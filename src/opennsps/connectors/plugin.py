@@ -9,7 +9,10 @@ called once with the handler's `options` and returns a plug-in object with
 and optionally `async def close(self)`. Returning normally means delivered (a returned
 `{"status": "IN_PROGRESS"}` means waiting for an asynchronous status); raising
 `Rejected` means the event can never succeed (not retried); any other exception, or
-running past the handler's timeout, is retried.
+running past the handler's timeout, is retried. The SDK's other errors
+(opennsps.connector.errors) keep their meaning: `Unauthorized` is retried and flagged as a
+configuration problem, `retry_after` is honoured. A class built on `opennsps.connector`
+is itself such a factory.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+from datetime import timedelta
 from typing import Any, Protocol
 
+from opennsps.connector.errors import ConnectorError, Rejected, Unauthorized
 from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
 from opennsps.domain.outcomes import Outcome, OutcomeKind
 
-
-class Rejected(Exception):
-    """Raised by a plug-in for an event that can never succeed."""
+__all__ = ["PluginConnector", "PluginLoadError", "Rejected", "load_plugin"]
 
 
 class PluginLoadError(RuntimeError):
@@ -72,9 +75,8 @@ class PluginConnector:
                 answer = await self.plugin.deliver(
                     event, request_id=request_id, unique_id=unique_id
                 )
-        except Rejected as exc:
-            reason = f"rejected: {exc}"[:EXCERPT_BYTES]
-            return _result(started, Outcome(OutcomeKind.REJECTED, reason), reason)
+        except ConnectorError as exc:
+            return _result(started, _outcome_of(exc), f"{exc.error}: {exc}"[:EXCERPT_BYTES])
         except TimeoutError:
             reason = f"no answer within {self.timeout:g} s"
             return _result(started, Outcome(OutcomeKind.RETRY, reason), reason)
@@ -90,6 +92,19 @@ class PluginConnector:
         )
         excerpt = repr(answer)[:EXCERPT_BYTES] if answer is not None else ""
         return _result(started, outcome, None, excerpt)
+
+
+def _outcome_of(exc: ConnectorError) -> Outcome:
+    reason = f"{exc.error}: {exc}"[:EXCERPT_BYTES]
+    if not exc.retryable:
+        return Outcome(OutcomeKind.REJECTED, reason)
+    after = timedelta(seconds=exc.retry_after) if exc.retry_after is not None else None
+    return Outcome(
+        OutcomeKind.RETRY,
+        reason,
+        configuration_problem=isinstance(exc, Unauthorized),
+        retry_after=after,
+    )
 
 
 def _result(

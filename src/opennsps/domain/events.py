@@ -134,6 +134,11 @@ def _require_variable(group: str, name: str, variables: dict[str, Any]) -> None:
         )
 
 
+def entity_key_of(event_type: str, variables: dict[str, Any]) -> str | None:
+    """The entity (account, customer, invoice, DID) an event is about, as `kind:id`."""
+    return _entity_key(event_group(event_type), variables)
+
+
 def _entity_key(group: str, variables: dict[str, Any]) -> str | None:
     candidates = (
         (_ENTITY_KEY_VARIABLE[group],)

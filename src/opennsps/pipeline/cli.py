@@ -27,6 +27,7 @@ from opennsps.cli_support import (
     store_or_exit,
 )
 from opennsps.console.api import handler_view
+from opennsps.pipeline.reconcile_cli import reconcile
 from opennsps.store.handlers import HandlerNotFound, HandlerStatus, HandlerStore
 from opennsps.store.queries import DELIVERY_STATES, EVENT_STATES, EventFilter, Queries
 from opennsps.store.replay import Replayer
@@ -248,3 +249,4 @@ def register(app: typer.Typer) -> None:
     app.command()(pause)
     app.command()(resume)
     app.command()(replay)
+    app.command()(reconcile)

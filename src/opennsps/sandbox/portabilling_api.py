@@ -89,6 +89,9 @@ class Sessions:
         return count
 
 
+MAX_LIST_LIMIT = 1000
+
+
 def _int(params: Params, name: str, service: str, method: str) -> int:
     value = params.get(name)
     if isinstance(value, bool) or value is None:
@@ -116,6 +119,17 @@ def _get_account_info(db: sqlite3.Connection, p: Params) -> dict[str, Any]:
             "Either 'i_account' or 'id' is required",
         )
     return {"account_info": info} if info else {}
+
+
+def _get_account_list(db: sqlite3.Connection, p: Params) -> dict[str, Any]:
+    offset = _int({"offset": p.get("offset", 0)}, "offset", "Account", "get_account_list")
+    limit = _int({"limit": p.get("limit", 100)}, "limit", "Account", "get_account_list")
+    if offset < 0 or not 0 < limit <= MAX_LIST_LIMIT:
+        raise Fault(
+            "Client.Account.get_account_list.invalid_param",
+            f"offset must be >= 0 and limit between 1 and {MAX_LIST_LIMIT}",
+        )
+    return {"account_list": records.account_list(db, offset, limit)}
 
 
 def _get_custom_fields(db: sqlite3.Connection, p: Params) -> dict[str, Any]:
@@ -177,6 +191,7 @@ def _get_number_info(db: sqlite3.Connection, p: Params) -> dict[str, Any]:
 
 METHODS: dict[tuple[str, str], Method] = {
     ("Account", "get_account_info"): _get_account_info,
+    ("Account", "get_account_list"): _get_account_list,
     ("Account", "get_custom_fields_values"): _get_custom_fields,
     ("Account", "get_service_features_list"): _get_service_features,
     ("Account", "get_full_vd_counter_info"): _get_full_vd_counter_info,

@@ -13,6 +13,16 @@ def _one(db: sqlite3.Connection, sql: str, *args: object) -> sqlite3.Row | None:
     return row
 
 
+def account_list(db: sqlite3.Connection, offset: int, limit: int) -> list[Row]:
+    """Accounts in i_account order, the short form Account/get_account_list answers."""
+    rows = db.execute(
+        "SELECT i_account, id, i_customer, i_product, bill_status, blocked FROM accounts"
+        " WHERE deleted = 0 ORDER BY i_account LIMIT ? OFFSET ?",
+        (limit, offset),
+    ).fetchall()
+    return [dict(row) for row in rows]
+
+
 def account_info(
     db: sqlite3.Connection, i_account: int | None = None, id: str | None = None
 ) -> Row | None:
