@@ -210,6 +210,48 @@ def rejected_list(
     out.print(table)
 
 
+@app.command()
+def demo(
+    once: Annotated[bool, typer.Option("--once", help="Exit after the report.")] = False,
+    accounts: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Accounts PortaBilling has at the start.")
+    ] = 200,
+    lifecycle: Annotated[
+        int, typer.Option(min=1, max=10_000, help="New subscribers taken through a lifecycle.")
+    ] = 300,
+    rate: Annotated[float, typer.Option(min=1, help="PortaBilling changes per second.")] = 100.0,
+    workdir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its files (recreated each run).")
+    ] = Path("var/demo"),
+    gateway_port: int = 8700,
+    sandbox_port: int = 8710,
+    hss_port: int = 8720,
+) -> None:
+    """The full demo: PortaBilling sandbox → OpenNSPS (SQLite) → HSS, with a subscriber
+    lifecycle, live progress and a reconciliation report. Exits 1 if the HSS disagrees."""
+    from opennsps.demo import DemoError, DemoOptions, run_demo
+
+    options = DemoOptions(
+        workdir=workdir,
+        accounts=accounts,
+        lifecycle=lifecycle,
+        rate=rate,
+        gateway_port=gateway_port,
+        sandbox_port=sandbox_port,
+        hss_port=hss_port,
+        once=once,
+    )
+    try:
+        result = run_demo(options, out)
+    except DemoError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if not result.succeeded:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app(prog_name="opennsps")
 

@@ -68,7 +68,10 @@ class Dispatcher:
         elif handler.enrichment:
             try:
                 pb_data = await self.enrichment.pb_data(
-                    delivery.source, delivery.event_type, delivery.variables
+                    delivery.source,
+                    delivery.event_type,
+                    delivery.variables,
+                    fresh_after=delivery.received_at.timestamp(),
                 )
             except EnrichmentUnavailable as exc:
                 result = _failed(started, str(exc), True)

@@ -54,7 +54,12 @@ class Enrichment:
             await client.close()
 
     async def pb_data(
-        self, source: str, event_type: str, variables: dict[str, Any]
+        self,
+        source: str,
+        event_type: str,
+        variables: dict[str, Any],
+        *,
+        fresh_after: float | None = None,
     ) -> dict[str, Any]:
         enricher = self._enrichers.get(source)
         if enricher is None:
@@ -63,4 +68,4 @@ class Enrichment:
                 f" (ingress.sources.{source}.portabilling); set it, or turn enrichment off"
                 " for this handler"
             )
-        return await enricher.pb_data(event_type, variables)
+        return await enricher.pb_data(event_type, variables, fresh_after=fresh_after)

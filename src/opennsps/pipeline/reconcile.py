@@ -35,6 +35,10 @@ class Reconcilable(Protocol):
 
     async def linked_accounts(self) -> set[int]: ...
 
+    async def orphans(self) -> list[str]:
+        """What the external system holds that belongs to no account (not repairable)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Drift:
@@ -52,7 +56,12 @@ class ReconcileReport:
     checked: int = 0
     drift: list[Drift] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
+    orphans: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def agrees(self) -> bool:
+        return not self.drift and not self.errors and not self.orphans
 
     @property
     def agreeing(self) -> int:
@@ -110,6 +119,7 @@ async def reconcile(
             await check(i_account)
 
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    report.orphans = await connector.orphans()
     report.drift.sort(key=lambda d: d.i_account)
     report.seconds = time.monotonic() - started
     return report

@@ -41,6 +41,13 @@ def print_reconciliation(result: HandlerReconciliation, console: Console) -> Non
         console.print(table)
         if len(report.drift) > MAX_DRIFT_ROWS:
             console.print(f"... and {len(report.drift) - MAX_DRIFT_ROWS} more")
+    for orphan in report.orphans[:MAX_DRIFT_ROWS]:
+        console.print(f"[red]belongs to no account:[/red] {orphan}", highlight=False)
+    if report.orphans:
+        console.print(
+            f"{len(report.orphans)} item(s) in the external system belong to no PortaBilling "
+            "account; --fix cannot repair them: remove them there if they are not needed"
+        )
     for i_account, reason in list(report.errors.items())[:10]:
         console.print(f"[yellow]account {i_account} not checked:[/yellow] {reason}")
     if result.repairs:
@@ -99,5 +106,5 @@ def reconcile(
     finally:
         store.close()
     print_reconciliation(result, out)
-    if result.report.drift or result.report.errors:
+    if not result.report.agrees:
         raise typer.Exit(3)

@@ -67,8 +67,9 @@ class PortaBillingClient:
         self._session_id: str | None = None
         self._login_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(settings.max_concurrency)
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # key → (clock when answered, wall time the request was sent, answer)
+        self._cache: dict[str, tuple[float, float, dict[str, Any]]] = {}
+        self._pending: dict[str, tuple[float, asyncio.Future[dict[str, Any]]]] = {}
         self._swept_at = clock()
         self._observe = observe
         self.logins = 0
@@ -78,21 +79,34 @@ class PortaBillingClient:
         await self._http.close()
 
     async def call(
-        self, method: str, params: dict[str, Any], *, cached: bool = True
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        cached: bool = True,
+        fresh_after: float | None = None,
     ) -> dict[str, Any]:
-        """Call `Service/method` and return its JSON answer (`{}` for an unknown entity)."""
+        """Call `Service/method` and return its JSON answer (`{}` for an unknown entity).
+
+        A cached (or in-flight) answer is shared only while it is younger than the cache
+        TTL and, with `fresh_after` (a Unix time, e.g. the event's receipt), only if its
+        request was sent after that moment: an event's enrichment must see the change that
+        caused the event, never an answer read before it.
+        """
         if not cached:
             return await self._call_with_retries(method, params)
         key = method + orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
+        floor = fresh_after if fresh_after is not None else float("-inf")
         hit = self._cache.get(key)
-        if hit is not None and self._clock() - hit[0] < self.settings.cache_ttl:
-            return hit[1]
+        if hit is not None and self._clock() - hit[0] < self.settings.cache_ttl and hit[1] >= floor:
+            return hit[2]
         # Concurrent identical calls share one request.
         waiting = self._pending.get(key)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
+        if waiting is not None and waiting[0] >= floor:
+            return await asyncio.shield(waiting[1])
+        sent_at = time.time()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
+        self._pending[key] = (sent_at, future)
         try:
             answer = await self._call_with_retries(method, params)
         except BaseException as exc:
@@ -100,20 +114,24 @@ class PortaBillingClient:
             future.exception()  # retrieved here; the waiters re-raise it
             raise
         finally:
-            del self._pending[key]
+            if self._pending.get(key, (0.0, None))[1] is future:
+                del self._pending[key]
         future.set_result(answer)
-        self._remember(key, answer)
+        self._remember(key, sent_at, answer)
         return answer
 
-    def _remember(self, key: str, answer: dict[str, Any]) -> None:
+    def _remember(self, key: str, sent_at: float, answer: dict[str, Any]) -> None:
         now = self._clock()
-        self._cache[key] = (now, answer)
+        previous = self._cache.get(key)
+        if previous is not None and previous[1] > sent_at:
+            return  # a newer answer is already there
+        self._cache[key] = (now, sent_at, answer)
         # Expired answers are swept at most once per TTL, so the cache holds about
         # two TTLs' worth of calls and the sweep costs nothing per call.
         if now - self._swept_at >= self.settings.cache_ttl:
             self._swept_at = now
             for stale in [
-                k for k, (at, _) in self._cache.items() if now - at >= self.settings.cache_ttl
+                k for k, (at, _, _) in self._cache.items() if now - at >= self.settings.cache_ttl
             ]:
                 del self._cache[stale]
 

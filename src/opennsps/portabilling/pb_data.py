@@ -12,6 +12,8 @@ else an empty `pb_data`.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opennsps.domain.events import as_integer, event_group
@@ -56,6 +58,7 @@ PRODUCT_FIELDS = ("name", "description", "addon_priority", "i_product")
 ACCOUNT_GROUPS = frozenset({"Subscriber", "Account", "SIM"})
 
 Data = dict[str, Any]
+Call = Callable[[str, Data], Awaitable[Data]]
 
 
 def account_info(raw: Data) -> Data:
@@ -113,42 +116,48 @@ class Enricher:
     def __init__(self, client: PortaBillingClient) -> None:
         self.client = client
 
-    async def pb_data(self, event_type: str, variables: Data) -> Data:
+    async def pb_data(
+        self, event_type: str, variables: Data, *, fresh_after: float | None = None
+    ) -> Data:
+        """The event's pb_data, read from answers sent after `fresh_after` (a Unix time)."""
+        call = functools.partial(self.client.call, fresh_after=fresh_after)
         group = event_group(event_type)
         i_account = as_integer(variables.get("i_account"))
         if group in ACCOUNT_GROUPS or (
             i_account is not None and group not in {"Customer", "Invoice", "DID"}
         ):
-            return await self._account(i_account, variables) if i_account is not None else {}
+            return await self._account(call, i_account, variables) if i_account is not None else {}
         if group == "Customer":
             return await self._one(
-                "Customer/get_customer_info", "i_customer", variables, "customer_info"
+                call, "Customer/get_customer_info", "i_customer", variables, "customer_info"
             )
         if group == "Invoice":
             invoice, customer = await asyncio.gather(
-                self._one("Invoice/get_invoice_info", "i_invoice", variables, "invoice_info"),
-                self._one("Customer/get_customer_info", "i_customer", variables, "customer_info"),
+                self._one(call, "Invoice/get_invoice_info", "i_invoice", variables, "invoice_info"),
+                self._one(
+                    call, "Customer/get_customer_info", "i_customer", variables, "customer_info"
+                ),
             )
             return {**invoice, **customer}
         if group == "DID" and variables.get("number"):
-            answer = await self.client.call(
-                "DID/get_number_info", {"number": str(variables["number"])}
-            )
+            answer = await call("DID/get_number_info", {"number": str(variables["number"])})
             return {"number_info": answer["number_info"]} if "number_info" in answer else {}
         return {}
 
-    async def _one(self, method: str, key: str, variables: Data, answer_key: str) -> Data:
+    @staticmethod
+    async def _one(call: Call, method: str, key: str, variables: Data, answer_key: str) -> Data:
         value = as_integer(variables.get(key))
         if value is None:
             return {}
-        answer = await self.client.call(method, {key: value})
+        answer = await call(method, {key: value})
         return {answer_key: answer[answer_key]} if answer_key in answer else {}
 
-    async def _account(self, i_account: int, variables: Data) -> Data:
+    @staticmethod
+    async def _account(call: Call, i_account: int, variables: Data) -> Data:
         account, cards, counters = await asyncio.gather(
-            self.client.call("Account/get_account_info", {"i_account": i_account}),
-            self.client.call("SIMCard/get_card_list", {"i_account": i_account}),
-            self.client.call("Account/get_full_vd_counter_info", {"i_account": i_account}),
+            call("Account/get_account_info", {"i_account": i_account}),
+            call("SIMCard/get_card_list", {"i_account": i_account}),
+            call("Account/get_full_vd_counter_info", {"i_account": i_account}),
         )
         pb_data: Data = {}
         raw = account.get("account_info")
@@ -174,9 +183,7 @@ class Enricher:
         card_list = cards.get("card_list") or []
         if card_list:
             pb_data["sim_info"] = card_info(card_list[0])
-        answers = await asyncio.gather(
-            *(self.client.call(method, params) for _, method, params in lookups)
-        )
+        answers = await asyncio.gather(*(call(method, params) for _, method, params in lookups))
         for (key, _, _), answer in zip(lookups, answers, strict=True):
             found = answer.get("sim_info" if key == "prev_sim_info" else key)
             if found:

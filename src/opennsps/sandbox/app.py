@@ -197,6 +197,9 @@ def create_sandbox_app(settings: SandboxSettings) -> Starlette:
             {"latest": sandbox.espf.statuses(i_account), "history": sandbox.espf.history(i_account)}
         )
 
+    async def status_summary(_: Request) -> Response:
+        return _json(sandbox.espf.summary())
+
     async def summary(_: Request) -> Response:
         db = sandbox.control_db
         accounts = db.execute(
@@ -251,6 +254,7 @@ def create_sandbox_app(settings: SandboxSettings) -> Starlette:
         Route("/sandbox/events", emit, methods=["POST"]),
         Route("/sandbox/faults", faults, methods=["GET", "PUT"]),
         Route("/sandbox/sessions/expire", expire_sessions, methods=["POST"]),
+        Route("/sandbox/statuses", status_summary, methods=["GET"]),
         Route("/sandbox/statuses/{i_account:int}", statuses, methods=["GET"]),
         Route("/sandbox/summary", summary, methods=["GET"]),
         *control_routes(sandbox),

@@ -208,6 +208,21 @@ class EspfApi:
             ).fetchall()
         return [{"group": g, "status": s, "error": e, "recorded_at": a} for g, s, e, a in rows]
 
+    def summary(self) -> dict[str, Any]:
+        """How many accounts have each latest status per group, and how many reports came."""
+        with self._lock:
+            latest = self._db.execute(
+                "SELECT h.group_name, h.status, COUNT(*) FROM espf_status_history h"
+                " WHERE h.id = (SELECT MAX(l.id) FROM espf_status_history l"
+                " WHERE l.i_account = h.i_account AND l.group_name = h.group_name)"
+                " GROUP BY h.group_name, h.status"
+            ).fetchall()
+            reports = self._db.execute("SELECT COUNT(*) FROM espf_status_history").fetchone()[0]
+        groups: dict[str, dict[str, int]] = {}
+        for group, status, count in latest:
+            groups.setdefault(group, {})[status] = count
+        return {"reports": reports, "latest_by_group": groups}
+
     # -- groups -------------------------------------------------------------------
 
     async def list_groups(self, _: Request) -> dict[str, Any]:

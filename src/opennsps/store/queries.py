@@ -254,6 +254,17 @@ class Queries:
                     deliveries.c.state.in_(("pending", "in_flight"))
                 )
             ).scalar()
+            totals: dict[str, int] = {
+                state: count
+                for state, count in connection.execute(
+                    select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
+                )
+            }
+            retrying = connection.execute(
+                select(func.count())
+                .select_from(deliveries)
+                .where(deliveries.c.state == "pending", deliveries.c.failures > 0)
+            ).scalar_one()
             outcomes: dict[str, dict[str, int]] = {}
             for handler_id, outcome, count in connection.execute(
                 select(attempts.c.handler_id, attempts.c.outcome, func.count())
@@ -284,6 +295,8 @@ class Queries:
         )
         return {
             "queue_depth": depth,
+            "deliveries_by_state": totals,
+            "retrying": retrying,
             "oldest_pending_age_seconds": (now - oldest).total_seconds() if oldest else None,
             "last_hour": {
                 "events_received": received,

@@ -24,6 +24,8 @@ from opennsps.connectors.hss.desired import (
 )
 from opennsps.connectors.hss.links import LinkStore
 
+ORPHAN_PAGE = 500
+
 
 class HssConnector(Connector):
     status_group = "HSS"
@@ -122,6 +124,22 @@ class HssConnector(Connector):
         if stale and await self.hss.subscriber_by_imsi(str(linked)) is not None:
             found.append(f"IMSI {linked} is still in the HSS but no longer this account's")
         return found
+
+    async def orphans(self) -> list[str]:
+        """HSS subscribers this connector never linked to an account."""
+        linked = set((await self.links.all_links()).values())
+        found: list[str] = []
+        page = 0
+        while True:
+            rows = await self.hss.subscribers(page, ORPHAN_PAGE)
+            found.extend(
+                f"HSS subscriber {row.get('subscriber_id')} (IMSI {row.get('imsi')})"
+                for row in rows
+                if str(row.get("imsi")) not in linked
+            )
+            if len(rows) < ORPHAN_PAGE:
+                return found
+            page += 1
 
     async def linked_accounts(self) -> set[int]:
         """Accounts the HSS holds a subscriber for, as far as this connector provisioned."""
