@@ -12,7 +12,7 @@ CONFIG ?= opennsps.example.yaml
 # Debian packages the tests use: Perl's TLS client, for the ESPF guide's Perl sample calls.
 DEBIAN_PACKAGES := libio-socket-ssl-perl
 
-.PHONY: run test lint typecheck bench clean debian-packages
+.PHONY: run serve test lint typecheck bench clean debian-packages
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -22,8 +22,13 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --python $(PYTHON) --quiet
 	touch $@
 
-## run: start the gateway on 127.0.0.1:8700 with SQLite at ./var/opennsps.db
+## run: the demo — PortaBilling sandbox → OpenNSPS (SQLite) → HSS, with a live lifecycle
+## and a reconciliation report; keeps serving until Ctrl-C (make run ARGS=--once exits)
 run: $(VENV)/.synced
+	$(VENV)/bin/opennsps demo $(ARGS)
+
+## serve: only the gateway, with $(CONFIG) (SQLite at ./var/opennsps.db by default)
+serve: $(VENV)/.synced
 	$(VENV)/bin/opennsps serve --config $(CONFIG)
 
 ## test: lint, type-check and run every test (SQLite and PostgreSQL)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
@@ -64,9 +64,7 @@ def create_app(connector: Connector, *, token: str, title: str | None = None) ->
     async def health() -> dict[str, str]:
         return {"status": "Healthy"}
 
-    async def process_event(
-        request: Request, event: Event, _: Annotated[None, Depends(authorized)]
-    ) -> Response:
+    async def process_event(request: Request, event: Event) -> Response:
         request_id, unique_id = trace_ids(request.scope)
         context = connector.context(request_id, unique_id)
         log.info(
@@ -96,5 +94,11 @@ def create_app(connector: Connector, *, token: str, title: str | None = None) ->
         return json_response(body, 202)
 
     for path in ("/process-event", "/"):
-        app.add_api_route(path, process_event, methods=["POST"], status_code=202)
+        app.add_api_route(
+            path,
+            process_event,
+            methods=["POST"],
+            status_code=202,
+            dependencies=[Depends(authorized)],
+        )
     return app
