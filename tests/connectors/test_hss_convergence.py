@@ -93,7 +93,13 @@ def test_a_duplicate_answer_converges_the_existing_subscriber(hss: Hss, tmp_path
     auc = hss.state.auc_by_imsi(IMSI_A)
     assert auc is not None
     hss.state.create_subscriber(
-        {"imsi": IMSI_A, "auc_id": auc["auc_id"], "default_apn": 1, "apn_list": "1", "enabled": False}
+        {
+            "imsi": IMSI_A,
+            "auc_id": auc["auc_id"],
+            "default_apn": 1,
+            "apn_list": "1",
+            "enabled": False,
+        }
     )
     connector = connector_for(hss, tmp_path)
     [answer] = run(connector, enriched(1, IMSI_A), times=1)
@@ -115,9 +121,7 @@ def test_status_msisdn_and_profile_changes_converge(hss: Hss, tmp_path: Path) ->
     assert (subscriber["default_apn"], subscriber["ue_ambr_dl"]) == (2, 500000)
 
 
-def test_an_imsi_change_without_a_sim_event_moves_the_subscriber(
-    hss: Hss, tmp_path: Path
-) -> None:
+def test_an_imsi_change_without_a_sim_event_moves_the_subscriber(hss: Hss, tmp_path: Path) -> None:
     connector = connector_for(hss, tmp_path)
     run(connector, enriched(1, IMSI_A))
     # A plain Subscriber/Updated whose pb_data shows another SIM: the link knows the old one.

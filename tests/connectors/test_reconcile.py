@@ -61,9 +61,8 @@ def test_reconcile_reports_drift_and_fix_repairs_it(
             auc = hss.state.create_auc(
                 {"ki": "0" * 32, "opc": "1" * 32, "amf": "8000", "imsi": "001019999999999"}
             )
-            hss.state.create_subscriber(
-                {"imsi": "001019999999999", "auc_id": auc["auc_id"], "default_apn": 1, "apn_list": "1"}
-            )
+            orphan = {"imsi": "001019999999999", "default_apn": 1, "apn_list": "1"}
+            hss.state.create_subscriber({**orphan, "auc_id": auc["auc_id"]})
             code, output = reconcile(config)
             assert code == 3
             assert "3 drift" in output

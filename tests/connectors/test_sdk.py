@@ -187,7 +187,7 @@ def test_connector_serve_command_runs_a_class_as_a_service(tmp_path: Path) -> No
     port = free_port()
     log = (tmp_path / "connector.log").open("wb")
     env = {**os.environ, "OPENNSPS_CONNECTOR_TOKEN": TOKEN}
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -223,7 +223,7 @@ def test_connector_serve_command_runs_a_class_as_a_service(tmp_path: Path) -> No
 
 def test_connector_serve_refuses_a_missing_token() -> None:
     env = {k: v for k, v in os.environ.items() if k != "OPENNSPS_CONNECTOR_TOKEN"}
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [sys.executable, "-m", "opennsps.cli", "connector", "serve", "x:Y"],
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ from tests.support import free_port
 
 
 def test_the_demo_ends_with_the_hss_agreeing_with_portabilling(tmp_path: Path) -> None:
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
