@@ -209,6 +209,44 @@ class PythonHandlerConfig(_Section):
     timeout: float = Field(default=30.0, gt=0, le=3600)
 
 
+class TemplateCallConfig(_Section):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: str = Field(min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    success: str | None = None
+
+
+class TemplateHandlerConfig(_Section):
+    """A REST call per event type, described with Jinja2 templates (docs/connectors.md)."""
+
+    base_url: str | None = Field(default=None, pattern=r"^https?://")
+    calls: dict[str, TemplateCallConfig] = Field(min_length=1)
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _templates_compile(self) -> TemplateHandlerConfig:
+        from opennsps.connectors.template import compile_calls
+        from opennsps.connectors.templating import TemplateError
+
+        for pattern in self.calls:
+            validate_pattern(pattern)
+        try:
+            compile_calls(self.call_mappings())
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def call_mappings(self) -> dict[str, dict[str, Any]]:
+        return {
+            pattern: call.model_dump(exclude_none=True, exclude_unset=False)
+            | ({"body": call.body} if "body" in call.model_fields_set else {})
+            for pattern, call in self.calls.items()
+        }
+
+
 HANDLER_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
@@ -220,10 +258,11 @@ class HandlerConfig(_Section):
     events: list[str] = Field(min_length=1)
     priority: int = Field(default=10, ge=1, le=1000)
     status: Literal["enabled", "disabled", "archived"] = "enabled"
-    type: Literal["http", "script", "python"]
+    type: Literal["http", "script", "python", "template"]
     http: HttpHandlerConfig | None = None
     script: ScriptHandlerConfig | None = None
     python: PythonHandlerConfig | None = None
+    template: TemplateHandlerConfig | None = None
     enrichment: bool = True
     retry: RetryConfig | None = None
     status_group: str | None = Field(default=None, min_length=1, max_length=64)
@@ -236,7 +275,9 @@ class HandlerConfig(_Section):
 
     @model_validator(mode="after")
     def _settings_for_type(self) -> HandlerConfig:
-        given = {t for t in ("http", "script", "python") if getattr(self, t) is not None}
+        given = {
+            t for t in ("http", "script", "python", "template") if getattr(self, t) is not None
+        }
         if self.type not in given:
             raise ValueError(f"a handler of type {self.type!r} needs a '{self.type}' section")
         if given - {self.type}:

@@ -124,6 +124,11 @@ def test_a_subscriber_lifecycle_converges_the_hss_and_every_repeat_changes_nothi
         statuses = sandbox.get(f"/sandbox/statuses/{i_account}")
         [latest] = statuses["latest"]
         assert (latest["group"], latest["status"], latest["error"]) == ("HSS", "OK", None)
+        # The plug-in's secret options never leave the server.
+        with gw.api() as api:
+            view = api.get("/handlers/hss").json()
+        assert view["python"]["options"]["provisioning_key"] == "[redacted]"
+        assert PROVISIONING_KEY not in str(view)
 
 
 def created_msisdn(sandbox: Sandbox, i_account: int) -> str:

@@ -7,6 +7,7 @@ from opennsps.connectors.base import Connector
 from opennsps.connectors.http import HttpConnector, HttpConnectorSettings
 from opennsps.connectors.plugin import PluginConnector, load_plugin
 from opennsps.connectors.script import ScriptConnector, ScriptConnectorSettings
+from opennsps.connectors.template import TemplateConnector
 
 
 def build_connector(handler: HandlerConfig) -> Connector:
@@ -32,6 +33,16 @@ def build_connector(handler: HandlerConfig) -> Connector:
                 timeout=script.timeout,
                 working_directory=script.working_directory,
             )
+        )
+    if handler.type == "template":
+        assert handler.template is not None
+        template = handler.template
+        return TemplateConnector(
+            template.call_mappings(),
+            base_url=template.base_url,
+            secrets={k: v.get_secret_value() for k, v in template.secrets.items()},
+            timeout=template.timeout,
+            verify_tls=template.verify_tls,
         )
     assert handler.python is not None
     python = handler.python

@@ -6,6 +6,7 @@ handlers, and reports statuses; admin also creates, changes, archives and delete
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -50,11 +51,30 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+SECRET_OPTION = re.compile(r"(password|token|secret|key)$", re.IGNORECASE)
+
+
+def _masked_options(value: Any) -> Any:
+    """A plug-in's options with every value under a secret-looking key masked."""
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if SECRET_OPTION.search(str(k)) and v else _masked_options(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked_options(v) for v in value]
+    return value
+
+
 def handler_view(stored: StoredHandler) -> dict[str, Any]:
     """A handler as shown to people: secrets masked."""
     shown: dict[str, Any] = stored.definition.model_dump(mode="json")
     if shown.get("http") and shown["http"].get("token") is not None:
         shown["http"]["token"] = REDACTED
+    if shown.get("template"):
+        shown["template"]["secrets"] = dict.fromkeys(shown["template"]["secrets"], REDACTED)
+    if shown.get("python"):
+        shown["python"]["options"] = _masked_options(shown["python"]["options"])
     shown.update(
         paused=stored.paused,
         managed_by=stored.managed_by,

@@ -265,6 +265,10 @@ def _definition_json(definition: HandlerConfig) -> dict[str, Any]:
         section = getattr(definition, kind)
         if section is not None and section.token is not None:
             dumped[kind]["token"] = section.token.get_secret_value()
+    if definition.template is not None:
+        dumped["template"]["secrets"] = {
+            name: value.get_secret_value() for name, value in definition.template.secrets.items()
+        }
     return dumped
 
 

@@ -1,0 +1,155 @@
+"""The template connector: one REST call per event, described in YAML with Jinja2.
+
+For each event the first `calls` entry whose pattern matches the event type is rendered
+with `event` (the NSPS Event), `pb_data`, `variables`, `event_type`, `event_id`,
+`i_account` and `secrets`, then sent. `success` is an expression over `status`, `body`
+(parsed JSON, or None) and `headers`; when it is false a 5xx, 408, 425 or 429 answer is
+retried and anything else is rejected with the answer as the reason. An event type with
+no entry is delivered without a call (nothing to do). docs/connectors.md has examples.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
+from opennsps.connectors.templating import Compiled, TemplateError, expression
+from opennsps.domain.outcomes import Outcome, OutcomeKind, classify
+from opennsps.domain.routing import matches
+
+DEFAULT_SUCCESS = "200 <= status < 300"
+
+
+@dataclass(frozen=True)
+class TemplateCall:
+    pattern: str
+    method: str
+    url: Compiled
+    headers: Compiled
+    body: Compiled | None
+    success: Any
+
+
+def compile_calls(calls: Mapping[str, Mapping[str, Any]]) -> list[TemplateCall]:
+    """Raises TemplateError naming the call and field that cannot be compiled."""
+    compiled = []
+    for pattern, call in calls.items():
+        where = f"calls.{pattern}"
+        compiled.append(
+            TemplateCall(
+                pattern=pattern,
+                method=str(call.get("method", "POST")).upper(),
+                url=Compiled(call["url"], f"{where}.url"),
+                headers=Compiled(call.get("headers") or {}, f"{where}.headers"),
+                body=Compiled(call["body"], f"{where}.body") if "body" in call else None,
+                success=expression(call.get("success") or DEFAULT_SUCCESS, f"{where}.success"),
+            )
+        )
+    return compiled
+
+
+class TemplateConnector:
+    def __init__(
+        self,
+        calls: Mapping[str, Mapping[str, Any]],
+        *,
+        base_url: str | None,
+        secrets: Mapping[str, str],
+        timeout: float,
+        verify_tls: bool = True,
+    ) -> None:
+        self.calls = compile_calls(calls)
+        self.secrets = dict(secrets)
+        self._http = httpx.AsyncClient(
+            base_url=base_url or "", timeout=timeout, verify=verify_tls, follow_redirects=False
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def deliver(
+        self, event: dict[str, Any], *, request_id: str | None, unique_id: str | None
+    ) -> AttemptResult:
+        started = time.perf_counter()
+        event_type = str(event.get("data", {}).get("event_type", ""))
+        call = next((c for c in self.calls if matches(c.pattern, event_type)), None)
+        if call is None:
+            return _result(started, Outcome(OutcomeKind.DELIVERED, "no call"), None, None)
+        context = self._context(event)
+        try:
+            url = str(call.url.render(context))
+            headers = {str(k): str(v) for k, v in call.headers.render(context).items()}
+            body = call.body.render(context) if call.body is not None else None
+        except TemplateError as exc:
+            reason = f"template: {exc}"
+            return _result(started, Outcome(OutcomeKind.REJECTED, reason), None, reason)
+        headers.update({k: v for k, v in _trace(request_id, unique_id).items() if v})
+        try:
+            response = await self._http.request(
+                call.method,
+                url,
+                headers=headers,
+                content=orjson.dumps(body) if body is not None else None,
+            )
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            return _result(started, classify(None, error=error), None, error)
+        return self._judge(started, call, response)
+
+    def _context(self, event: dict[str, Any]) -> dict[str, Any]:
+        variables = event.get("data", {}).get("variables") or {}
+        pb_data = event.get("pb_data") or {}
+        return {
+            "event": event,
+            "event_id": event.get("event_id"),
+            "event_type": event.get("data", {}).get("event_type"),
+            "variables": variables,
+            "pb_data": pb_data,
+            "i_account": variables.get("i_account")
+            or (pb_data.get("account_info") or {}).get("i_account"),
+            "secrets": self.secrets,
+        }
+
+    @staticmethod
+    def _judge(started: float, call: TemplateCall, response: httpx.Response) -> AttemptResult:
+        excerpt = response.content[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = None
+        try:
+            passed = bool(
+                call.success(status=response.status_code, body=body, headers=response.headers)
+            )
+        except Exception as exc:  # a success expression that fails on this answer
+            reason = f"calls.{call.pattern}.success: {exc}"
+            return _result(started, Outcome(OutcomeKind.REJECTED, reason), response, reason)
+        if passed:
+            outcome = Outcome(OutcomeKind.DELIVERED, f"HTTP {response.status_code}")
+            return _result(started, outcome, response, None, excerpt)
+        classified = classify(response.status_code, retry_after=response.headers.get("Retry-After"))
+        if classified.kind is OutcomeKind.DELIVERED:  # 2xx, but the condition says no
+            reason = f"HTTP {response.status_code}: the success condition is false"
+            classified = Outcome(OutcomeKind.REJECTED, reason)
+        return _result(started, classified, response, classified.reason, excerpt)
+
+
+def _trace(request_id: str | None, unique_id: str | None) -> dict[str, str | None]:
+    return {"x-b3-traceid": request_id, "x-request-id": unique_id}
+
+
+def _result(
+    started: float,
+    outcome: Outcome,
+    response: httpx.Response | None,
+    error: str | None,
+    excerpt: str = "",
+) -> AttemptResult:
+    status = response.status_code if response is not None else None
+    return AttemptResult(outcome, status, excerpt, error, (time.perf_counter() - started) * 1000)

@@ -1,0 +1,100 @@
+"""The template connector: YAML + Jinja2 → a REST call, through OpenNSPS to a test server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from opennsps.config import HandlerConfig
+from tests.pipeline.harness import FAST_RETRY, Answer, ConnectorServer, wait_for, wired
+
+FIRST = 100_001
+CRM_TOKEN = "crm-secret-token-0123456789"
+
+
+def template_handler(server: ConnectorServer, **overrides: Any) -> dict[str, Any]:
+    base = server.url.rsplit("/events", 1)[0]
+    return {
+        "id": "crm",
+        "events": ["Subscriber/*"],
+        "type": "template",
+        "retry": FAST_RETRY,
+        "template": {
+            "base_url": base,
+            "secrets": {"crm_token": CRM_TOKEN},
+            "calls": {
+                "Subscriber/Updated": {
+                    "method": "POST",
+                    "url": "/events?account={{ i_account }}",
+                    "headers": {"Authorization": "Bearer {{ secrets.crm_token }}"},
+                    "body": {
+                        "event_id": "{{ event_id }}",
+                        "account": "{{ i_account }}",
+                        "msisdn": "{{ pb_data.sim_info.msisdn }}",
+                        "barred": "{{ pb_data.account_info.blocked }}",
+                        "label": "{{ event_type }} of {{ pb_data.account_info.id }}",
+                        "source": "opennsps",
+                    },
+                    "success": "status == 201 and body.ok",
+                }
+            },
+            **overrides,
+        },
+    }
+
+
+def test_an_event_becomes_the_templated_call(store_url: str, dataset_file: Path) -> None:
+    answers = iter([(503, {}, b"busy"), (201, {}, b'{"ok": false}'), (201, {}, b'{"ok": true}')])
+
+    def decide(_: dict[str, Any]) -> Answer:
+        return next(answers)
+
+    with wired(
+        store_url,
+        dataset_file,
+        lambda c: [template_handler(c)],
+        connector=ConnectorServer(decide=decide),
+    ) as (sandbox, gw, server):
+        sandbox.post(f"/sandbox/accounts/{FIRST}/block")  # 503, retried, then 201 ok:false
+        sandbox.post(f"/sandbox/accounts/{FIRST + 1}/block")  # 201 ok:true
+
+        def finished() -> list[dict[str, Any]] | None:
+            with gw.api() as api:
+                items = api.get("/deliveries", params={"limit": 10}).json()["items"]
+            done = [d for d in items if d["state"] in ("delivered", "rejected")]
+            return items if len(done) == 2 else None
+
+        deliveries = wait_for(finished, what="both deliveries finished")
+        states = sorted(d["state"] for d in deliveries)
+        assert states == ["delivered", "rejected"]
+        first = server.received[0]
+        body = first["body"]
+        assert first["headers"]["authorization"] == f"Bearer {CRM_TOKEN}"
+        assert first["headers"]["x-b3-traceid"]
+        assert body["account"] == FIRST  # a single expression keeps its type
+        assert body["barred"] is True
+        assert body["msisdn"].isdigit()
+        assert body["label"].startswith("Subscriber/Updated of ")
+        assert body["source"] == "opennsps"
+        with gw.api() as api:
+            rejected = api.get("/attempts", params={"outcome": "rejected"}).json()["items"]
+            view = api.get("/handlers/crm").json()
+        assert "success condition is false" in rejected[0]["error"]
+        assert view["template"]["secrets"] == {"crm_token": "[redacted]"}
+        assert CRM_TOKEN not in orjson.dumps(view).decode()
+
+
+def test_template_mistakes_are_refused_when_the_handler_is_loaded() -> None:
+    server = ConnectorServer(url="http://127.0.0.1:9/events")
+    broken = template_handler(server)
+    broken["template"]["calls"]["Subscriber/Updated"]["body"]["msisdn"] = "{{ pb_data. }}"
+    with pytest.raises(ValidationError, match=r"calls\.Subscriber/Updated\.body\.msisdn"):
+        HandlerConfig.model_validate(broken)
+    bad_success = template_handler(server)
+    bad_success["template"]["calls"]["Subscriber/Updated"]["success"] = "status =="
+    with pytest.raises(ValidationError, match=r"success"):
+        HandlerConfig.model_validate(bad_success)
