@@ -37,16 +37,23 @@ def replay_account(gw: Gateway, i_account: int) -> int:
     return replayed
 
 
-def imsi_of(sandbox: Sandbox, i_account: int) -> str:
+def portabilling(sandbox: Sandbox, method: str, i_account: int) -> dict[str, Any]:
+    """One call of the sandbox's PortaBilling JSON API, as OpenNSPS makes it."""
     answer = httpx.post(
-        f"{sandbox.url}/rest/SIMCard/get_card_list",
+        f"{sandbox.url}/rest/{method}",
         data={
             "auth_info": '{"login": "opennsps", "password": "sandbox-password"}',
             "params": f'{{"i_account": {i_account}}}',
         },
         timeout=10,
     )
-    return str(answer.json()["card_list"][0]["imsi"])
+    answer.raise_for_status()
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def imsi_of(sandbox: Sandbox, i_account: int) -> str:
+    return str(portabilling(sandbox, "SIMCard/get_card_list", i_account)["card_list"][0]["imsi"])
 
 
 def non_delivered_attempts(gw: Gateway) -> list[dict[str, Any]]:
@@ -132,15 +139,8 @@ def test_a_subscriber_lifecycle_converges_the_hss_and_every_repeat_changes_nothi
 
 
 def created_msisdn(sandbox: Sandbox, i_account: int) -> str:
-    answer = httpx.post(
-        f"{sandbox.url}/rest/Account/get_account_info",
-        data={
-            "auth_info": '{"login": "opennsps", "password": "sandbox-password"}',
-            "params": f'{{"i_account": {i_account}}}',
-        },
-        timeout=10,
-    )
-    return str(answer.json()["account_info"]["id"]).split("@")[0]
+    info = portabilling(sandbox, "Account/get_account_info", i_account)["account_info"]
+    return str(info["id"]).split("@")[0]
 
 
 def _assert(condition: bool) -> None:

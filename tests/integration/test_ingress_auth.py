@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 
 import httpx
 import jwt
@@ -97,29 +98,34 @@ def test_signature_keys_rotate(gateway: str) -> None:
     assert post(url, signature_header("next", SIGNATURE_KEYS["next"]), 2).status_code == 200
 
 
+# Each case builds its headers when the test runs: a Date computed at collection time
+# drifts by however long the suite has been running before this test.
 @pytest.mark.parametrize(
     ("headers", "reason"),
     [
-        (signature_header("test", "not-the-key"), "does not match"),
-        (signature_header("unknown", SIGNATURE_KEYS["test"]), "is not configured"),
-        (signature_header(at=time.time() - 301), "away from now"),
-        (signature_header(at=time.time() + 400), "away from now"),
-        ({"Authorization": signature_header()["Authorization"]}, "needs a Date"),
-        ({**signature_header(), "Date": "yesterday"}, "not an HTTP date"),
+        (lambda: signature_header("test", "not-the-key"), "does not match"),
+        (lambda: signature_header("unknown", SIGNATURE_KEYS["test"]), "is not configured"),
+        (lambda: signature_header(at=time.time() - 301), "away from now"),
+        (lambda: signature_header(at=time.time() + 400), "away from now"),
+        (lambda: {"Authorization": signature_header()["Authorization"]}, "needs a Date"),
+        (lambda: {**signature_header(), "Date": "yesterday"}, "not an HTTP date"),
         (
-            {
+            lambda: {
                 **signature_header(),
                 "Authorization": 'Signature keyId="test",algorithm="hmac-sha256",signature="x"',
             },
             "is not hmac-sha1",
         ),
-        ({"Authorization": 'Signature keyId="test"'}, "needs keyId, algorithm and signature"),
+        (
+            lambda: {"Authorization": 'Signature keyId="test"'},
+            "needs keyId, algorithm and signature",
+        ),
     ],
 )
 def test_signature_refusals(
-    gateway: str, store: EventStore, headers: dict[str, str], reason: str
+    gateway: str, store: EventStore, headers: Callable[[], dict[str, str]], reason: str
 ) -> None:
-    assert_refused(post(f"{gateway}/espf/events/signed", headers), reason)
+    assert_refused(post(f"{gateway}/espf/events/signed", headers()), reason)
     assert store.count_events() == 0
 
 
