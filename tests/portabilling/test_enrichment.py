@@ -298,3 +298,41 @@ def test_expired_answers_leave_the_cache(sandbox: SandboxServer) -> None:
             await client.close()
 
     assert asyncio.run(run()) == 1
+
+
+def test_an_event_never_gets_an_answer_read_before_it_arrived(sandbox: SandboxServer) -> None:
+    """A subscriber (un)blocked right after a first enrichment: the next event's
+    enrichment, within the cache TTL, must see the change (the cache serves only answers
+    sent after the event was received)."""
+
+    async def run() -> tuple[bool, bool, bool]:
+        client = client_for(sandbox)
+        enricher = Enricher(client)
+        try:
+            first = await enricher.pb_data("Subscriber/Updated", {"i_account": FIRST})
+            change = "unblock" if first["account_info"]["blocked"] else "block"
+            httpx.post(
+                f"{sandbox.url}/sandbox/accounts/{FIRST}/{change}", json={}
+            ).raise_for_status()
+            received = time.time()
+            stale = await enricher.pb_data("Subscriber/Updated", {"i_account": FIRST})
+            fresh = await enricher.pb_data(
+                "Subscriber/Updated", {"i_account": FIRST}, fresh_after=received
+            )
+            calls_before = client.calls
+            # Another handler of the same event shares the fresh answers.
+            again = await enricher.pb_data(
+                "Subscriber/Updated", {"i_account": FIRST}, fresh_after=received
+            )
+            assert client.calls == calls_before and again == fresh
+        finally:
+            await client.close()
+        return (
+            first["account_info"]["blocked"],
+            stale["account_info"]["blocked"],
+            fresh["account_info"]["blocked"],
+        )
+
+    first, stale, fresh = asyncio.run(run())
+    assert stale == first  # without fresh_after the cached answer is served
+    assert fresh is not first
