@@ -129,3 +129,59 @@ def test_two_processes_on_one_postgres_store_each_event_once(postgres_url: str) 
         assert sum(r.json()["duplicate"] for r in responses) == 100
         store: EventStore = first.state.store
         assert store.count_events() == 100
+
+
+@pytest.mark.postgres
+def test_a_deadlock_between_two_writers_is_retried_not_refused(postgres_url: str) -> None:
+    """Another writer holds key 2 and then wants key 1 while our batch holds key 1 and
+    waits for key 2: PostgreSQL aborts our transaction (it waited first); the store runs
+    the batch again instead of answering 503, and both events end up stored once."""
+    import threading
+    import uuid
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from opennsps.domain.events import parse_event
+    from opennsps.store.records import NewEvent
+
+    store = EventStore(settings_for(postgres_url).store)
+    store.open()
+
+    def new(i_event: int) -> NewEvent:
+        body = event_body(i_event)
+        return NewEvent(
+            event_id=str(uuid.uuid4()),
+            source="default",
+            i_env=1,
+            event=parse_event(body),
+            raw_body=str(body),
+            received_at=datetime.now(UTC),
+            request_id=None,
+            unique_id=None,
+        )
+
+    insert = text(
+        "INSERT INTO events (event_id, source, i_event, event_type, variables, raw_body,"
+        " received_at) VALUES (:id, 'default', :i_event, 'Subscriber/Updated',"
+        " CAST('{}' AS jsonb), '{}', now())"
+    )
+    results: list[object] = []
+    try:
+        with store.engine.connect() as blocker:
+            blocker.begin()
+            blocker.execute(insert, {"id": str(uuid.uuid4()), "i_event": 2})
+            writer = threading.Thread(
+                target=lambda: results.append(store._write_transaction([new(1), new(2)]))
+            )
+            writer.start()
+            time.sleep(0.5)  # the batch now holds key 1 and waits for key 2
+            blocker.execute(insert, {"id": str(uuid.uuid4()), "i_event": 1})  # deadlock
+            blocker.rollback()
+            writer.join(30)
+        assert len(results) == 1, "the batch was not retried after the deadlock"
+        [outcomes] = results
+        assert [o.duplicate for o in outcomes] == [False, False]  # type: ignore[attr-defined]
+        assert sorted(e.i_event for e in store.list_events()) == [1, 2]
+    finally:
+        store.close()

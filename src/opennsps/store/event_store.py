@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -13,6 +15,7 @@ from sqlalchemy import exc as sa_exc
 
 from opennsps import metrics
 from opennsps.config import StoreConfig
+from opennsps.logging import get_logger
 from opennsps.store import migrate
 from opennsps.store.batch_writer import BatchWriter, WriteItem, WriteResult
 from opennsps.store.committer import (
@@ -41,6 +44,9 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     sa_exc.TimeoutError,
 )
 _SQLITE_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+log = get_logger("opennsps.store")
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
+DEADLOCK_ATTEMPTS = 5
 
 
 class EventStore:
@@ -154,7 +160,17 @@ class EventStore:
     def _write_transaction(self, items: Sequence[WriteItem]) -> list[WriteResult]:
         if self.dialect == "sqlite":
             return self._sqlite_transaction(items)
-        return self._pooled_transaction(items)
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                return self._pooled_transaction(items)
+            except StoreUnavailable as exc:
+                # Two processes inserting overlapping (source, i_event) keys in different
+                # orders can deadlock; PostgreSQL aborts one, which is safe to run again.
+                if exc.sqlstate not in RETRYABLE_SQLSTATES or attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                log.warning("write batch retried", sqlstate=exc.sqlstate, attempt=attempt)
+                time.sleep(random.uniform(0.001, 0.01) * attempt)
+        raise AssertionError("unreachable")
 
     def _sqlite_transaction(self, items: Sequence[WriteItem]) -> list[WriteResult]:
         connection = self._sqlite_writer
@@ -208,7 +224,9 @@ class EventStore:
         if isinstance(exc, data_error):
             return exc
         if isinstance(exc, self._dbapi.Error | sa_exc.SQLAlchemyError):
-            return StoreUnavailable(_short_reason(exc))
+            unavailable = StoreUnavailable(_short_reason(exc))
+            unavailable.sqlstate = getattr(exc, "sqlstate", None)
+            return unavailable
         return exc
 
     # -- reads ------------------------------------------------------------------------

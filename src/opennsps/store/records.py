@@ -12,6 +12,8 @@ from opennsps.domain.events import IncomingEvent
 class StoreUnavailable(RuntimeError):
     """The store could not commit in time; the caller should answer 503."""
 
+    sqlstate: str | None = None  # the database's error code, when it gave one
+
 
 class EventNotStorable(ValueError):
     """The database refuses this event's values (e.g. text it cannot hold); never retry."""
