@@ -460,14 +460,20 @@ def _print_outcome(
 
 def _serve_until_interrupted(processes: list[subprocess.Popen[bytes]], console: Console) -> None:
     console.print("Still serving; press Ctrl-C to stop.")
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # A plain flag: a signal handler must not take a lock the interrupted code may hold.
+    stop: list[int] = []
+
+    def request_stop(number: int, _: object) -> None:
+        stop.append(number)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(1.0):
+        while not stop:
             if any(process.poll() is not None for process in processes):
                 console.print("[red]a demo process exited; stopping[/red]")
                 return
+            time.sleep(0.5)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     console.print("stopping")

@@ -41,3 +41,57 @@ def test_the_demo_ends_with_the_hss_agreeing_with_portabilling(tmp_path: Path) -
     assert "HSS" in done.stdout and "OK: 90" in done.stdout  # 60 loaded + 30 new accounts
     # The demo's processes are gone and their logs kept.
     assert (tmp_path / "demo" / "opennsps.log").stat().st_size > 0
+
+
+def test_the_demo_keeps_serving_until_ctrl_c_then_stops_everything(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    ports = [free_port(), free_port(), free_port()]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "opennsps.cli",
+            "demo",
+            "--accounts",
+            "10",
+            "--lifecycle",
+            "3",
+            "--workdir",
+            str(tmp_path / "demo"),
+            "--gateway-port",
+            str(ports[0]),
+            "--sandbox-port",
+            str(ports[1]),
+            "--hss-port",
+            str(ports[2]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        seen = []
+        deadline = time.monotonic() + 180
+        for line in process.stdout:  # bounded: the process ends or the deadline passes
+            seen.append(line)
+            if "Still serving" in line or time.monotonic() > deadline:
+                break
+        assert "Still serving" in "".join(seen), "".join(seen)
+        assert httpx.get(f"http://127.0.0.1:{ports[0]}/health").status_code == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    for port in ports:  # the sandbox, the HSS and the gateway are gone too
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+        except httpx.ConnectError:
+            continue
+        raise AssertionError(f"something still answers on port {port}")
