@@ -76,7 +76,8 @@ class PluginConnector:
                     event, request_id=request_id, unique_id=unique_id
                 )
         except ConnectorError as exc:
-            return _result(started, _outcome_of(exc), f"{exc.error}: {exc}"[:EXCERPT_BYTES])
+            outcome = _outcome_of(exc)
+            return _result(started, outcome, outcome.reason)
         except TimeoutError:
             reason = f"no answer within {self.timeout:g} s"
             return _result(started, Outcome(OutcomeKind.RETRY, reason), reason)

@@ -2,21 +2,34 @@
 
 A string that is exactly one `{{ expression }}` keeps the expression's own type (a number
 stays a number in a JSON body); any other string is rendered as text. Templates are
-compiled once, when the handler is loaded, so a syntax error is reported at start-up.
+compiled when the handler is loaded, so a syntax error is reported at start-up; compiled
+templates are cached by their text, because a handler's definition is validated again
+each time it is read from the store (the worker rereads handlers every second).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 
 environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _template(source: str) -> Template:
+    return environment.from_string(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _expression(source: str, undefined_to_none: bool) -> Any:
+    return environment.compile_expression(source, undefined_to_none=undefined_to_none)
 
 
 class TemplateError(ValueError):
@@ -36,7 +49,7 @@ class Compiled:
 
 def expression(source: str, where: str) -> Any:
     try:
-        return environment.compile_expression(source, undefined_to_none=False)
+        return _expression(source, False)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{where}: {exc.message}") from None
 
@@ -50,8 +63,8 @@ def _compile(source: Any, where: str) -> Any:
         single = _SINGLE_EXPRESSION.match(source)
         try:
             if single:
-                return ("expr", environment.compile_expression(single["expr"]))
-            return ("text", environment.from_string(source))
+                return ("expr", _expression(single["expr"], True))
+            return ("text", _template(source))
         except TemplateSyntaxError as exc:
             raise TemplateError(f"{where}: {exc.message}") from None
     return ("value", source)
