@@ -201,10 +201,11 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path) -
 
 
 @contextmanager
-def _processes(options: DemoOptions, config_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+def _processes(
+    options: DemoOptions, config_path: Path, config: Settings
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """The sandbox (with the HSS stand-in) and `opennsps serve`; stopped on the way out."""
     urls = _urls(options)
-    config = load_settings(config_path)
     source = config.ingress.sources["default"]
     portabilling = source.portabilling
     assert portabilling is not None and portabilling.password is not None
@@ -338,7 +339,7 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
 
     config_path, settings, api_token = _prepare(options, say)
     urls = _urls(options)
-    with _processes(options, config_path) as processes:
+    with _processes(options, config_path, settings) as processes:
         say(
             f"PortaBilling sandbox at {urls.sandbox}, HSS stand-in at {urls.hss}, "
             f"OpenNSPS (SQLite, {options.workdir / 'opennsps.db'}) at {urls.gateway}"

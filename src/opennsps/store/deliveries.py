@@ -29,6 +29,7 @@ from sqlalchemy.sql.elements import ColumnClause
 
 from opennsps.domain.deliveries import OPEN_STATES, DeliveryState
 from opennsps.store.engine import write_transaction
+from opennsps.store.predecessors import open_predecessor
 from opennsps.store.schema import UtcDateTime, attempts, deliveries, events, status_outbox
 
 # Written into the SQL as literals, not bound: SQLite uses a partial index only when it
@@ -159,18 +160,8 @@ class DeliveryQueue:
 
     def _due(self) -> Any:
         d = deliveries.alias("d")
-        earlier = deliveries.alias("earlier")
         before = deliveries.alias("before")
-        entity_blocked = (
-            select(earlier.c.id)
-            .where(
-                earlier.c.handler_id == d.c.handler_id,
-                earlier.c.entity_key == d.c.entity_key,
-                earlier.c.id < d.c.id,
-                earlier.c.state.in_(OPEN),
-            )
-            .exists()
-        )
+        entity_blocked = open_predecessor(deliveries, d, ("handler_id", "entity_key"), OPEN)
         priority_blocked = (
             select(before.c.id)
             .where(

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, select, update
 
 from opennsps.store.deliveries import StatusReport, add_status_reports
 from opennsps.store.engine import write_transaction
+from opennsps.store.predecessors import open_predecessor
 from opennsps.store.schema import status_outbox
 
 OPEN = ("pending", "in_flight")
@@ -50,18 +51,7 @@ class StatusOutbox:
         self, owner: str, limit: int, now: datetime, lease_until: datetime
     ) -> list[OutboxEntry]:
         o = status_outbox.alias("o")
-        earlier = status_outbox.alias("earlier")
-        blocked = (
-            select(earlier.c.id)
-            .where(
-                earlier.c.source == o.c.source,
-                earlier.c.i_account == o.c.i_account,
-                earlier.c.group_name == o.c.group_name,
-                earlier.c.id < o.c.id,
-                earlier.c.state.in_(OPEN),
-            )
-            .exists()
-        )
+        blocked = open_predecessor(status_outbox, o, ("source", "i_account", "group_name"), OPEN)
         query = (
             select(o.c.id)
             .where(o.c.state == "pending", o.c.next_attempt_at <= now, ~blocked)

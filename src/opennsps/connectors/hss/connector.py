@@ -53,20 +53,27 @@ class HssConnector(Connector):
         if event.pb_data is None:
             raise Rejected("the HSS connector needs enriched events: turn enrichment on")
         wanted = desired_subscriber(event.pb_data, self.settings)
-        removed = await self._remove_stale(i_account, event.pb_data, wanted)
+        linked = await self.links.imsi_of(i_account)
+        removed = await self._remove_stale(i_account, linked, event.pb_data, wanted)
         action = "absent"
         if wanted is not None:
             action = await self._ensure(wanted)
-        await self.links.link(i_account, wanted.imsi if wanted else None)
+        wanted_imsi = wanted.imsi if wanted else None
+        if wanted_imsi != linked:
+            await self.links.link(i_account, wanted_imsi)
         context.log.info(
             "hss converged", i_account=i_account, action=action, removed=removed or None
         )
         return {"hss": action, "removed": removed}
 
     async def _remove_stale(
-        self, i_account: int, pb_data: dict[str, Any], wanted: Subscriber | None
+        self,
+        i_account: int,
+        linked: str | None,
+        pb_data: dict[str, Any],
+        wanted: Subscriber | None,
     ) -> list[str]:
-        candidates = {await self.links.imsi_of(i_account), previous_imsi(pb_data)}
+        candidates = {linked, previous_imsi(pb_data)}
         candidates.discard(None)
         if wanted is not None:
             candidates.discard(wanted.imsi)
