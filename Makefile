@@ -9,8 +9,9 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 CONFIG ?= opennsps.example.yaml
-# Debian packages the tests use: Perl's TLS client, for the ESPF guide's Perl sample calls.
-DEBIAN_PACKAGES := libio-socket-ssl-perl
+# Debian packages the tests use: Perl's TLS client, for the ESPF guide's Perl sample calls;
+# FreeRADIUS and radclient, for the RADIUS connector's tests against a real server.
+DEBIAN_PACKAGES := libio-socket-ssl-perl freeradius freeradius-utils
 
 .PHONY: run serve test lint typecheck bench clean debian-packages
 

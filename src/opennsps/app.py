@@ -14,6 +14,10 @@ from opennsps.config import Settings, redact_url
 from opennsps.console.api import install_api_errors
 from opennsps.console.api import router as api_router
 from opennsps.console.auth import TokenAuthenticator
+from opennsps.console.sessions import Sessions
+from opennsps.console.users import UserStore
+from opennsps.console.web import console_assets
+from opennsps.console.web import router as console_router
 from opennsps.http_errors import install_error_handlers
 from opennsps.ingress.endpoint import EspfIngress
 from opennsps.ingress.trace import TraceIdMiddleware
@@ -66,6 +70,11 @@ def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.pipeline = pipeline
     app.state.api_auth = TokenAuthenticator(settings.api.tokens)
+    app.state.console_sessions = Sessions(
+        event_store.engine,
+        UserStore(event_store.engine),
+        lifetime_seconds=settings.console.session_hours * 3600,
+    )
     install_error_handlers(app)
     install_api_errors(app)
     ingress = EspfIngress(settings.ingress, event_store, on_stored=pipeline.worker.wake)
@@ -75,5 +84,8 @@ def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
     app.router.add_route("/ready", readiness(event_store), methods=["GET"])
     app.router.add_route("/metrics", prometheus_metrics, methods=["GET"])
     app.include_router(api_router)
+    if settings.console.enabled:
+        app.include_router(console_router)
+        app.mount("/console/static", console_assets(), name="console-static")
     app.add_middleware(TraceIdMiddleware)
     return app

@@ -21,6 +21,7 @@ from opennsps.cli_support import (
 )
 from opennsps.config import describe_settings, redact_url
 from opennsps.connector.cli import app as connector_app
+from opennsps.console.cli import app as users_app
 from opennsps.pipeline.cli import register as register_pipeline_commands
 from opennsps.sandbox.cli import app as sandbox_app
 
@@ -39,6 +40,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(rejected_app, name="rejected")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(connector_app, name="connector")
+app.add_typer(users_app, name="users")
 register_pipeline_commands(app)
 
 

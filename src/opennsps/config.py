@@ -264,6 +264,10 @@ class HandlerConfig(_Section):
     python: PythonHandlerConfig | None = None
     template: TemplateHandlerConfig | None = None
     enrichment: bool = True
+    service_password: bool = Field(
+        default=False,
+        description="Include the account's service password (h323_password) in pb_data",
+    )
     retry: RetryConfig | None = None
     status_group: str | None = Field(default=None, min_length=1, max_length=64)
     max_concurrency: int = Field(default=16, ge=1, le=1000)
@@ -323,6 +327,16 @@ class ApiConfig(_Section):
     tokens: list[ApiToken] = Field(default_factory=list)
 
 
+class ConsoleConfig(_Section):
+    """The web console at /console and its sessions (docs/console.md)."""
+
+    enabled: bool = True
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    secure_cookie: bool = Field(
+        default=False, description="Send the session cookie over HTTPS only (behind TLS)"
+    )
+
+
 class Settings(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -332,6 +346,7 @@ class Settings(_Section):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
     @field_validator("handlers")
     @classmethod

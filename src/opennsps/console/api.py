@@ -16,11 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from opennsps.config import HandlerConfig
-from opennsps.console.auth import Caller, require
+from opennsps.console.auth import require
+from opennsps.console.roles import Caller
 from opennsps.domain.deliveries import DeliveryState
 from opennsps.domain.routing import matches
 from opennsps.http_errors import ApiError, error_response
 from opennsps.ingress.redaction import REDACTED
+from opennsps.pipeline.dispatch import redact
 from opennsps.pipeline.runtime import Pipeline
 from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH, EspfApiError
 from opennsps.store.deliveries import DeliveryQueue, StatusReport
@@ -63,6 +65,8 @@ def _masked_options(value: Any) -> Any:
         }
     if isinstance(value, list):
         return [_masked_options(v) for v in value]
+    if isinstance(value, str):
+        return redact(value, ())  # credentials in a database URL
     return value
 
 

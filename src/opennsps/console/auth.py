@@ -1,25 +1,17 @@
-"""Token authentication of the management API, with roles viewer < operator < admin."""
+"""Who is calling the management API, with roles viewer < operator < admin: an API token
+(`Authorization: Bearer`) or a console session (cookie plus CSRF header on changes)."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 from fastapi import Request
 
 from opennsps.config import ApiToken
+from opennsps.console.roles import RANK, Caller, Role
+from opennsps.console.sessions import COOKIE, CSRF_HEADER, SessionRefused, Sessions
 from opennsps.http_errors import ApiError
-
-Role = Literal["viewer", "operator", "admin"]
-RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
-
-
-@dataclass(frozen=True)
-class Caller:
-    name: str
-    role: Role
 
 
 class TokenAuthenticator:
@@ -44,14 +36,32 @@ class TokenAuthenticator:
         return found
 
 
+def _session_caller(request: Request) -> Caller | None:
+    """The console user of a request carrying a session cookie; None without one."""
+    sessions: Sessions | None = getattr(request.app.state, "console_sessions", None)
+    cookie = request.cookies.get(COOKIE)
+    if sessions is None or not cookie:
+        return None
+    try:
+        session = sessions.read(cookie)
+        sessions.check_csrf(session, request.method, request.headers.get(CSRF_HEADER))
+    except SessionRefused as exc:
+        raise ApiError(401, str(exc), "unauthorized") from None
+    return session.caller
+
+
 def require(role: Role) -> Callable[[Request], Caller]:
     def dependency(request: Request) -> Caller:
-        authenticator: TokenAuthenticator = request.app.state.api_auth
-        caller = authenticator.caller(request.headers.get("authorization"))
+        caller = None
+        if "authorization" not in request.headers:
+            caller = _session_caller(request)
+        if caller is None:
+            authenticator: TokenAuthenticator = request.app.state.api_auth
+            caller = authenticator.caller(request.headers.get("authorization"))
         if RANK[caller.role] < RANK[role]:
             raise ApiError(
                 403,
-                f"this needs the {role} role; token {caller.name!r} is {caller.role}",
+                f"this needs the {role} role; {caller.name!r} is {caller.role}",
                 "forbidden",
             )
         return caller

@@ -16,10 +16,12 @@ from opennsps.domain.deliveries import ESPF_STATUS, DeliveryState, next_step
 from opennsps.domain.events import as_integer
 from opennsps.domain.outcomes import Outcome, OutcomeKind
 from opennsps.domain.retry import RetrySchedule
+from opennsps.domain.subjects import subject_of
 from opennsps.ingress.redaction import REDACTED
 from opennsps.pipeline.enrichment import Enrichment, EnrichmentUnavailable
 from opennsps.portabilling.client import PortaBillingError
 from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH
+from opennsps.portabilling.pb_data import with_service_password
 from opennsps.store.deliveries import AttemptRecord, ClaimedDelivery, Completion, StatusReport
 
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s:]+:[^/@\s]*@")
@@ -62,6 +64,8 @@ class Dispatcher:
         started_at = self.clock()
         started = time.perf_counter()
         pb_data: dict[str, Any] | None = None
+        sent_pb_data: dict[str, Any] | None = None
+        sent_status: str | None = None
         result: AttemptResult | None = None
         if connector is None:
             result = _failed(started, connector_error or "the handler has no connector", True)
@@ -79,13 +83,20 @@ class Dispatcher:
                 result = _failed(started, f"enrichment failed: {exc}", not exc.retryable)
         if result is None:
             assert connector is not None
+            if pb_data is not None:
+                # The handler gets the service password only if it asked; the execution
+                # log never keeps it.
+                wanted = handler.service_password
+                sent_pb_data = pb_data if wanted else with_service_password(pb_data, None)
+                pb_data = with_service_password(pb_data, REDACTED if wanted else None)
+            sent_status = "queued" if delivery.failures == 0 else "retrying"
             body = nsps_event(
                 event_id=delivery.event_id,
                 event_type=delivery.event_type,
                 variables=delivery.variables,
-                pb_data=pb_data,
+                pb_data=sent_pb_data,
                 handler_id=handler.id,
-                status="queued" if delivery.failures == 0 else "retrying",
+                status=sent_status,
                 created_at=delivery.created_at,
                 updated_at=started_at,
             )
@@ -94,7 +105,9 @@ class Dispatcher:
             )
         # The execution log's duration covers the whole attempt, enrichment included.
         total_ms = (time.perf_counter() - started) * 1000
-        return self._completion(delivery, handler, result, started_at, pb_data, total_ms)
+        return self._completion(
+            delivery, handler, result, started_at, pb_data, total_ms, sent_status
+        )
 
     def _completion(
         self,
@@ -104,6 +117,7 @@ class Dispatcher:
         started_at: datetime,
         pb_data: dict[str, Any] | None,
         duration_ms: float,
+        sent_status: str | None,
     ) -> Completion:
         now = self.clock()
         schedule = self.schedule_for(handler)
@@ -126,6 +140,8 @@ class Dispatcher:
             configuration_problem=result.outcome.configuration_problem,
             response_excerpt=redact(result.response_excerpt, secrets),
             pb_data=pb_data,
+            subject=subject_of(delivery.variables, pb_data),
+            sent_status=sent_status,
         )
         return Completion(
             delivery=delivery,

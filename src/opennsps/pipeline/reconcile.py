@@ -22,7 +22,7 @@ from opennsps.config import Settings
 from opennsps.connectors.plugin import PluginLoadError, load_plugin
 from opennsps.pipeline.enrichment import client_settings
 from opennsps.portabilling.client import PortaBillingClient
-from opennsps.portabilling.pb_data import Enricher
+from opennsps.portabilling.pb_data import Enricher, with_service_password
 from opennsps.store.handlers import HandlerNotFound, HandlerStore
 from opennsps.store.repairs import Repair, enqueue_repairs
 
@@ -91,6 +91,7 @@ async def reconcile(
     client: PortaBillingClient,
     *,
     concurrency: int = 8,
+    service_password: bool = False,
     on_progress: Progress | None = None,
 ) -> ReconcileReport:
     started = time.monotonic()
@@ -103,6 +104,8 @@ async def reconcile(
     async def check(i_account: int) -> None:
         try:
             pb_data = await enricher.pb_data("Subscriber/Updated", {"i_account": i_account})
+            if not service_password:
+                pb_data = with_service_password(pb_data, None)
             differences = await connector.compare(i_account, pb_data)
         except Exception as exc:  # one account's failure is reported, not fatal
             report.errors[i_account] = f"{type(exc).__name__}: {exc}"
@@ -189,7 +192,11 @@ async def reconcile_handler(
                 "(it has no compare() and linked_accounts())"
             )
         report = await reconcile(
-            connector, client, concurrency=concurrency, on_progress=on_progress
+            connector,
+            client,
+            concurrency=concurrency,
+            service_password=handler.service_password,
+            on_progress=on_progress,
         )
     finally:
         await client.close()

@@ -56,6 +56,8 @@ ADDON_FIELDS = (
 CARD_FIELDS = ("i_account", "i_sim_card", "iccid", "imsi", "msisdn", "status")
 PRODUCT_FIELDS = ("name", "description", "addon_priority", "i_product")
 ACCOUNT_GROUPS = frozenset({"Subscriber", "Account", "SIM"})
+#: The account's service password: in pb_data only for handlers that ask for it.
+SERVICE_PASSWORD = "h323_password"  # noqa: S105 (a field name)
 
 Data = dict[str, Any]
 Call = Callable[[str, Data], Awaitable[Data]]
@@ -72,6 +74,8 @@ def account_info(raw: Data) -> Data:
         )
     if "blocked" in raw:
         info["blocked"] = str(raw["blocked"]).upper() == "Y"
+    if raw.get(SERVICE_PASSWORD) is not None:
+        info[SERVICE_PASSWORD] = str(raw[SERVICE_PASSWORD])
     info["assigned_addons"] = [
         {name: addon[name] for name in ADDON_FIELDS if name in addon}
         for addon in raw.get("assigned_addons") or []
@@ -88,6 +92,18 @@ def account_info(raw: Data) -> Data:
         for feature in raw.get("service_features") or []
     ]
     return info
+
+
+def with_service_password(pb_data: Data, replacement: str | None) -> Data:
+    """pb_data whose account service password is replaced (None: left out); the service
+    password stays only in what goes to a handler that asked for it."""
+    account = pb_data.get("account_info")
+    if not isinstance(account, dict) or SERVICE_PASSWORD not in account:
+        return pb_data
+    changed = {k: v for k, v in account.items() if k != SERVICE_PASSWORD}
+    if replacement is not None:
+        changed[SERVICE_PASSWORD] = replacement
+    return {**pb_data, "account_info": changed}
 
 
 def _effective_value(attribute: Data) -> str | None:

@@ -113,6 +113,9 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
         ("POST", "/sandbox/accounts/{i_account:int}/unblock"): lambda db, r, b: c.block(
             db, _i(r, "i_account"), False
         ),
+        ("POST", "/sandbox/accounts/{i_account:int}/password"): lambda db, r, b: c.set_password(
+            db, _i(r, "i_account"), str(b["password"])
+        ),
         ("POST", "/sandbox/accounts/{i_account:int}/bill-status"): lambda db, r, b: (
             c.set_bill_status(db, _i(r, "i_account"), b["bill_status"])
         ),

@@ -6,6 +6,7 @@ Every function applies one change in one transaction and returns the events to e
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -69,7 +70,7 @@ def create_account(
         db.execute(
             "INSERT INTO accounts VALUES (?,?,?,?,'O',1,'N',0,50,'Europe/Prague',"
             "'New','Subscriber',"
-            "?,?,'10000','Y',179,?,0)",
+            "?,?,'10000','Y',179,?,?,0)",
             (
                 i_account,
                 f"{msisdn}@msisdn",
@@ -78,6 +79,7 @@ def create_account(
                 f"new{i_account}@example.org",
                 msisdn,
                 _now(),
+                secrets.token_urlsafe(9),
             ),
         )
         return [("Subscriber/Created", {"i_account": i_account})]
@@ -137,6 +139,13 @@ def _update_account(db: sqlite3.Connection, i_account: int, sql: str, *args: obj
 
 def block(db: sqlite3.Connection, i_account: int, blocked: bool) -> list[Event]:
     return _update_account(db, i_account, "blocked = ?", "Y" if blocked else "N")
+
+
+def set_password(db: sqlite3.Connection, i_account: int, password: str) -> list[Event]:
+    """Change the account's service password (h323_password)."""
+    if not 1 <= len(password) <= 64:
+        raise ChangeError("password must be 1 to 64 characters")
+    return _update_account(db, i_account, "h323_password = ?", password)
 
 
 def set_bill_status(db: sqlite3.Connection, i_account: int, bill_status: str) -> list[Event]:

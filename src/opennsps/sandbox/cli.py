@@ -331,6 +331,12 @@ def unblock(i_account: int, url: UrlOption = DEFAULT_URL) -> None:
     _change(url, "POST", f"/sandbox/accounts/{i_account}/unblock")
 
 
+@change_app.command()
+def password(i_account: int, new_password: str, url: UrlOption = DEFAULT_URL) -> None:
+    """Change the account's service password, h323_password (Subscriber/Updated)."""
+    _change(url, "POST", f"/sandbox/accounts/{i_account}/password", {"password": new_password})
+
+
 @change_app.command("product")
 def change_product(i_account: int, i_product: int, url: UrlOption = DEFAULT_URL) -> None:
     """Change the account's product (Subscriber/Updated)."""

@@ -7,6 +7,8 @@ PortaBilling keeps them: bill_status O/S/I/C, billing_model -1/0/1/2/4, blocked 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
 import sqlite3
 import time
@@ -43,7 +45,7 @@ CREATE TABLE accounts (
     time_zone_name TEXT NOT NULL, firstname TEXT NOT NULL, lastname TEXT NOT NULL,
     email TEXT NOT NULL, phone1 TEXT NOT NULL, zip TEXT NOT NULL,
     netaccess_flag TEXT NOT NULL, i_access_policy INTEGER, activation_date TEXT NOT NULL,
-    deleted INTEGER NOT NULL
+    h323_password TEXT NOT NULL, deleted INTEGER NOT NULL
 );
 CREATE INDEX accounts_customer ON accounts (i_customer);
 CREATE TABLE account_addons (
@@ -124,6 +126,13 @@ class DatasetSummary:
 
 def msisdn_of(i_account: int) -> str:
     return str(MSISDN_BASE + i_account - FIRST_ACCOUNT)
+
+
+def service_password_of(i_account: int) -> str:
+    """The generated account's service password (PortaBilling's h323_password): fixed per
+    account so a dataset is reproducible, without using the generator's random sequence."""
+    digest = hashlib.blake2s(f"opennsps-sandbox:{i_account}".encode(), digest_size=8).digest()
+    return base64.b32encode(digest).decode().rstrip("=").lower()
 
 
 def imsi_of(serial: int) -> str:
@@ -257,7 +266,7 @@ def addon_amount(i_vd_plan: int) -> int:
 
 def _flush(connection: sqlite3.Connection, *batches: list[tuple[object, ...]]) -> None:
     statements = (
-        "INSERT INTO accounts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)",
+        "INSERT INTO accounts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)",
         "INSERT INTO sim_cards VALUES (?,?,?,?,?,?)",
         "INSERT INTO account_addons VALUES (?,?,?,?)",
         "INSERT INTO vd_usage VALUES (?,?,?)",
@@ -332,6 +341,7 @@ def _accounts(rng: random.Random, count: int, customers: int) -> Iterator[tuple[
             "Y",
             policies[k % len(policies)],
             _stamp(activated),
+            service_password_of(i_account),
         )
 
 

@@ -60,6 +60,7 @@ def account_info(
         "phone1": row["phone1"],
         "zip": row["zip"],
         "activation_date": row["activation_date"][:10],
+        "h323_password": row["h323_password"],
         "assigned_addons": assigned_addons(db, row["i_account"]),
         "service_features": service_features(row),
     }

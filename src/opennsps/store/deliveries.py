@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnClause
 
 from opennsps.domain.deliveries import OPEN_STATES, DeliveryState
+from opennsps.domain.subjects import Subject
 from opennsps.store.engine import write_transaction
 from opennsps.store.predecessors import open_predecessor
 from opennsps.store.schema import UtcDateTime, attempts, deliveries, events, status_outbox
@@ -58,6 +59,9 @@ class ClaimedDelivery:
     unique_id: str | None
 
 
+NO_SUBJECT = Subject(None, None, None)
+
+
 @dataclass(frozen=True)
 class AttemptRecord:
     started_at: datetime
@@ -68,6 +72,8 @@ class AttemptRecord:
     configuration_problem: bool
     response_excerpt: str | None
     pb_data: dict[str, Any] | None
+    subject: Subject = NO_SUBJECT
+    sent_status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -359,4 +365,8 @@ def _attempt_row(c: Completion, owner: str) -> dict[str, Any]:
         "response_excerpt": a.response_excerpt,
         "pb_data": a.pb_data,
         "worker": owner,
+        "i_account": a.subject.i_account,
+        "msisdn": a.subject.msisdn,
+        "imsi": a.subject.imsi,
+        "sent_status": a.sent_status,
     }

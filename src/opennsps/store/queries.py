@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Select, and_, func, select
+from sqlalchemy import BigInteger, Engine, Integer, Select, and_, cast, func, select
 
 from opennsps.store.schema import attempts, deliveries, events
 
@@ -35,6 +35,11 @@ class AttemptFilter:
     event_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    event_type: str | None = None  # exact, or with a trailing `*`
+    handler_ids: tuple[str, ...] | None = None  # e.g. the handlers of one type
+    i_account: int | None = None
+    msisdn: str | None = None
+    imsi: str | None = None
 
 
 @dataclass
@@ -89,13 +94,16 @@ def _state_condition(state: str) -> Any:
     raise ValueError(f"state must be one of {', '.join(EVENT_STATES)}")
 
 
+def _event_type_condition(pattern: str) -> Any:
+    if pattern.endswith("*"):
+        return events.c.event_type.startswith(pattern[:-1], autoescape=True)
+    return events.c.event_type == pattern
+
+
 def event_query(f: EventFilter) -> Select[Any]:
     query: Select[Any] = select(events)
     if f.event_type:
-        if f.event_type.endswith("*"):
-            query = query.where(events.c.event_type.startswith(f.event_type[:-1]))
-        else:
-            query = query.where(events.c.event_type == f.event_type)
+        query = query.where(_event_type_condition(f.event_type))
     if f.i_account is not None:
         query = query.where(events.c.entity_key == f"account:{f.i_account}")
     if f.i_event is not None:
@@ -119,6 +127,13 @@ def jsonable(mapping: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
             continue
         out[key] = value.isoformat() if isinstance(value, datetime) else value
     return out
+
+
+def _epoch_seconds(dialect: str) -> Any:
+    """A stored timestamp as whole Unix seconds, in SQL (timestamps are UTC)."""
+    if dialect == "sqlite":
+        return lambda column: cast(func.strftime("%s", column), Integer)
+    return lambda column: cast(func.extract("epoch", column), BigInteger)
 
 
 class Queries:
@@ -196,6 +211,16 @@ class Queries:
         )
         if f.handler_id:
             query = query.where(attempts.c.handler_id == f.handler_id)
+        if f.handler_ids is not None:
+            query = query.where(attempts.c.handler_id.in_(f.handler_ids))
+        if f.event_type:
+            query = query.where(_event_type_condition(f.event_type))
+        if f.i_account is not None:
+            query = query.where(attempts.c.i_account == f.i_account)
+        if f.msisdn:
+            query = query.where(attempts.c.msisdn == f.msisdn.lstrip("+"))
+        if f.imsi:
+            query = query.where(attempts.c.imsi == f.imsi)
         if f.outcome:
             query = query.where(attempts.c.outcome == f.outcome)
         if f.event_id:
@@ -208,6 +233,63 @@ class Queries:
             query = query.where(attempts.c.id < before_id)
         with self.engine.connect() as connection:
             return [jsonable(row._mapping) for row in connection.execute(query)]
+
+    def time_series(self, since: datetime, until: datetime, bucket_seconds: int) -> dict[str, Any]:
+        """Events received and attempt outcomes per time bucket in [since, until)."""
+        epoch = _epoch_seconds(self.engine.dialect.name)
+        start = int(since.timestamp()) // bucket_seconds * bucket_seconds
+        buckets = (until.timestamp() - start) // bucket_seconds + 1
+        starts = [start + k * bucket_seconds for k in range(int(buckets))]
+        received = dict.fromkeys(starts, 0)
+        outcomes = {s: dict.fromkeys(("delivered", "errors"), 0) for s in starts}
+        since_start = datetime.fromtimestamp(start, UTC)
+        with self.engine.connect() as connection:
+            slot = (epoch(events.c.received_at) // bucket_seconds).label("slot")
+            for number, count in connection.execute(
+                select(slot, func.count())
+                .where(events.c.received_at >= since_start, events.c.received_at < until)
+                .group_by(slot)
+            ):
+                key = int(number) * bucket_seconds
+                if key in received:
+                    received[key] += count
+            slot = (epoch(attempts.c.started_at) // bucket_seconds).label("slot")
+            for number, outcome, count in connection.execute(
+                select(slot, attempts.c.outcome, func.count())
+                .where(attempts.c.started_at >= since_start, attempts.c.started_at < until)
+                .group_by(slot, attempts.c.outcome)
+            ):
+                key = int(number) * bucket_seconds
+                if key in outcomes:
+                    kind = "delivered" if outcome in ("delivered", "waiting") else "errors"
+                    outcomes[key][kind] += count
+        return {
+            "bucket_seconds": bucket_seconds,
+            "points": [
+                {
+                    "at": datetime.fromtimestamp(s, UTC).isoformat(),
+                    "received": received[s],
+                    "delivered": outcomes[s]["delivered"],
+                    "errors": outcomes[s]["errors"],
+                }
+                for s in starts
+            ],
+        }
+
+    def count_events(self, f: EventFilter, *, handler_id: str | None = None) -> int:
+        """How many events a search finds (with a handler: only events it has a delivery
+        of), as a replay by that filter would take them."""
+        query = event_query(f).with_only_columns(func.count())
+        if handler_id is not None:
+            query = query.where(
+                select(deliveries.c.id)
+                .where(
+                    deliveries.c.event_seq == events.c.seq, deliveries.c.handler_id == handler_id
+                )
+                .exists()
+            )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
 
     def list_deliveries(
         self,

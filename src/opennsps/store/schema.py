@@ -179,9 +179,19 @@ attempts = Table(
     Column("response_excerpt", Text),
     Column("pb_data", Json),
     Column("worker", String(64)),
+    # Who the attempt was about, for the execution log's search (migration 0003).
+    Column("i_account", BigInteger),
+    Column("msisdn", String(32)),
+    Column("imsi", String(32)),
+    # The NSPS Event's `status` as sent (queued or retrying); the rest of the payload is
+    # the event's, the delivery's and this row's.
+    Column("sent_status", String(16)),
     Index("ix_attempts_delivery_id", "delivery_id"),
     Index("ix_attempts_started_at", "started_at"),
     Index("ix_attempts_handler_started_at", "handler_id", "started_at"),
+    Index("ix_attempts_i_account", "i_account", "id"),
+    Index("ix_attempts_msisdn", "msisdn", "id"),
+    Index("ix_attempts_imsi", "imsi", "id"),
 )
 
 status_outbox = Table(
@@ -211,5 +221,15 @@ runtime_flags = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", String(255), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import MetaData
+
 from opennsps.connector import Connector, Context, Event, Rejected
 from opennsps.connectors.hss.client import Duplicate, PyHssClient
 from opennsps.connectors.hss.desired import (
@@ -22,9 +24,10 @@ from opennsps.connectors.hss.desired import (
     desired_subscriber,
     previous_imsi,
 )
-from opennsps.connectors.hss.links import LinkStore
+from opennsps.connectors.links import LinkStore, link_table, sql_engine
 
 ORPHAN_PAGE = 500
+HSS_LINKS = link_table(MetaData(), "hss_links", "imsi", 32)
 
 
 class HssConnector(Connector):
@@ -39,7 +42,7 @@ class HssConnector(Connector):
             provisioning_key=key.get_secret_value() if key else None,
             timeout=self.settings.timeout,
         )
-        self.links = LinkStore(self.settings.links)
+        self.links = LinkStore(sql_engine(self.settings.links), HSS_LINKS, "imsi")
 
     async def close(self) -> None:
         await self.hss.close()
@@ -53,7 +56,7 @@ class HssConnector(Connector):
         if event.pb_data is None:
             raise Rejected("the HSS connector needs enriched events: turn enrichment on")
         wanted = desired_subscriber(event.pb_data, self.settings)
-        linked = await self.links.imsi_of(i_account)
+        linked = await self.links.key_of(i_account)
         removed = await self._remove_stale(i_account, linked, event.pb_data, wanted)
         action = "absent"
         if wanted is not None:
@@ -126,7 +129,7 @@ class HssConnector(Connector):
                 found.append(f"IMSI {wanted.imsi} is missing from the HSS")
             else:
                 found.extend(f"IMSI {wanted.imsi} {d}" for d in wanted.differences(current))
-        linked = await self.links.imsi_of(i_account)
+        linked = await self.links.key_of(i_account)
         stale = linked is not None and (wanted is None or linked != wanted.imsi)
         if stale and await self.hss.subscriber_by_imsi(str(linked)) is not None:
             found.append(f"IMSI {linked} is still in the HSS but no longer this account's")

@@ -1,0 +1,105 @@
+"""Which key of an external system a connector provisioned for which PortaBilling account.
+
+Network elements have no field for PortaBilling's i_account, and a deleted account's data is
+gone from PortaBilling, so the link is kept here: it tells which object to remove when an
+account is deleted or its key changes (a SIM's IMSI, a RADIUS user name), and which objects
+reconciliation must account for. Any SQLAlchemy URL works; several OpenNSPS processes need
+a shared database (PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+
+
+def link_table(metadata: MetaData, name: str, key: str, length: int) -> Table:
+    """A table of account → key links: one key per account, a key indexed for lookups."""
+    return Table(
+        name,
+        metadata,
+        Column("i_account", BigInteger, primary_key=True, autoincrement=False),
+        Column(key, String(length), nullable=False, index=True),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def sql_engine(url: str) -> Engine:
+    """An engine for a connector's own database (a SQLite file's folder is created)."""
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    return create_engine(url, pool_pre_ping=True)
+
+
+class LinkStore:
+    def __init__(self, engine: Engine, table: Table, key: str) -> None:
+        self.engine = engine
+        self.table = table
+        self.key = table.c[key]
+        table.create(engine, checkfirst=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    async def key_of(self, i_account: int) -> str | None:
+        return await asyncio.to_thread(self._key_of, i_account)
+
+    async def accounts_of(self, key: str) -> set[int]:
+        return await asyncio.to_thread(self._accounts_of, key)
+
+    async def link(self, i_account: int, key: str | None) -> None:
+        """Link the account to `key`; None removes its link."""
+        await asyncio.to_thread(self._link, i_account, key)
+
+    async def all_links(self) -> dict[int, str]:
+        return await asyncio.to_thread(self._all)
+
+    def _key_of(self, i_account: int) -> str | None:
+        table = self.table
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(self.key).where(table.c.i_account == i_account)
+            ).scalar_one_or_none()
+        return str(found) if found is not None else None
+
+    def _accounts_of(self, key: str) -> set[int]:
+        table = self.table
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(table.c.i_account).where(self.key == key)).scalars()
+            return {int(row) for row in rows}
+
+    def _link(self, i_account: int, key: str | None) -> None:
+        table = self.table
+        now = datetime.now(UTC)
+        values = {self.key.name: key, "updated_at": now}
+        with self.engine.begin() as connection:
+            if key is None:
+                connection.execute(delete(table).where(table.c.i_account == i_account))
+                return
+            changed = connection.execute(
+                update(table).where(table.c.i_account == i_account).values(values)
+            ).rowcount
+            if not changed:
+                connection.execute(insert(table).values(i_account=i_account, **values))
+
+    def _all(self) -> dict[int, str]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(self.table.c.i_account, self.key))
+            return {int(i_account): str(key) for i_account, key in rows}

@@ -1,0 +1,96 @@
+"""`opennsps users`: the console's local users (stored in the event store's database)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from opennsps.cli_support import ConfigOption, err, out, settings_or_exit, show_time, store_or_exit
+from opennsps.console.users import UserError, UserStore
+
+app = typer.Typer(help="Manage the web console's users.", no_args_is_help=True)
+
+PASSWORD_ENV = "OPENNSPS_USER_PASSWORD"  # noqa: S105 (a variable name)
+UserArgument = Annotated[str, typer.Argument(help="The user name.")]
+RoleOption = Annotated[str, typer.Option("--role", "-r", help="viewer, operator or admin.")]
+PasswordStdin = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password from standard input."),
+]
+
+
+def _users(config: ConfigOption) -> UserStore:
+    store = store_or_exit(settings_or_exit(config))
+    return UserStore(store.engine)
+
+
+def _password(from_stdin: bool) -> str:
+    """From stdin, $OPENNSPS_USER_PASSWORD, or a prompt (typed twice, not echoed)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+def _run(action: str, change: Callable[[], object]) -> None:
+    try:
+        change()
+    except UserError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    out.print(action)
+
+
+@app.command("add")
+def add(
+    username: UserArgument,
+    role: RoleOption = "viewer",
+    password_stdin: PasswordStdin = False,
+    config: ConfigOption = None,
+) -> None:
+    """Add a user (the password is asked for, or read with --password-stdin)."""
+    users = _users(config)
+    password = _password(password_stdin)
+    _run(f"user {username} added ({role})", lambda: users.add(username, password, role))
+
+
+@app.command("list")
+def list_users(config: ConfigOption = None) -> None:
+    """The users and their roles."""
+    table = Table("user", "role", "created", "changed")
+    for user in _users(config).list():
+        table.add_row(
+            user.username, user.role, show_time(user.created_at), show_time(user.updated_at)
+        )
+    out.print(table)
+
+
+@app.command("set-role")
+def set_role(username: UserArgument, role: RoleOption, config: ConfigOption = None) -> None:
+    """Change a user's role (in force at their next request)."""
+    users = _users(config)
+    _run(f"user {username} is now {role}", lambda: users.set_role(username, role))
+
+
+@app.command("set-password")
+def set_password(
+    username: UserArgument, password_stdin: PasswordStdin = False, config: ConfigOption = None
+) -> None:
+    """Change a user's password."""
+    users = _users(config)
+    password = _password(password_stdin)
+    _run(f"password of {username} changed", lambda: users.set_password(username, password))
+
+
+@app.command("remove")
+def remove(username: UserArgument, config: ConfigOption = None) -> None:
+    """Remove a user (their sessions end at their next request)."""
+    users = _users(config)
+    _run(f"user {username} removed", lambda: users.remove(username))
