@@ -10,10 +10,11 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 CONFIG ?= opennsps.example.yaml
 # Debian packages the tests use: Perl's TLS client, for the ESPF guide's Perl sample calls;
-# FreeRADIUS and radclient, for the RADIUS connector's tests against a real server.
-DEBIAN_PACKAGES := libio-socket-ssl-perl freeradius freeradius-utils
+# FreeRADIUS and radclient, for the RADIUS connector's tests against a real server;
+# Chromium, for the console's browser tests (Playwright drives it; no browser download).
+DEBIAN_PACKAGES := libio-socket-ssl-perl freeradius freeradius-utils chromium chromium-driver
 
-.PHONY: run serve test lint typecheck bench clean debian-packages
+.PHONY: run serve test lint typecheck bench clean debian-packages screenshots
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -36,6 +37,10 @@ serve: $(VENV)/.synced
 test: $(VENV)/.synced lint typecheck debian-packages
 	$(VENV)/bin/python -m tools.ensure_postgres
 	$(VENV)/bin/pytest -q
+
+## screenshots: refresh the console screenshots in docs/images (from its browser test)
+screenshots: $(VENV)/.synced debian-packages
+	CONSOLE_SCREENSHOTS=docs/images $(VENV)/bin/pytest -q tests/console/test_console_browser.py
 
 debian-packages:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -67,10 +67,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        return error_response(422, details or "invalid request", "invalid_request")
+        problems = [
+            {"loc": [str(p) for p in e["loc"] if p != "body"], "msg": str(e["msg"])}
+            for e in exc.errors()
+        ]
+        message = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems)
+        body = error_body(message or "invalid request", "invalid_request", ErrorType.VALIDATION)
+        # Each problem also on its own, so a form can mark the field to fix.
+        return json_response({**body, "details": problems}, 422)
 
     async def unexpected_error(_: Request, exc: Exception) -> Response:
         log.error("unhandled error", exc_info=exc)

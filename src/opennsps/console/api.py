@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from opennsps.config import HandlerConfig
+from opennsps.connectors.payload import nsps_event
+from opennsps.connectors.plugin import PluginLoadError
 from opennsps.console.auth import require
 from opennsps.console.roles import Caller
 from opennsps.domain.deliveries import DeliveryState
@@ -24,6 +27,7 @@ from opennsps.http_errors import ApiError, error_response
 from opennsps.ingress.redaction import REDACTED
 from opennsps.pipeline.dispatch import redact
 from opennsps.pipeline.runtime import Pipeline
+from opennsps.pipeline.sample_send import send_sample
 from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH, EspfApiError
 from opennsps.store.deliveries import DeliveryQueue, StatusReport
 from opennsps.store.handlers import HandlerConflict, HandlerNotFound, StoredHandler
@@ -31,6 +35,7 @@ from opennsps.store.queries import (
     DELIVERY_STATES,
     EVENT_STATES,
     AttemptFilter,
+    DeadFilter,
     EventFilter,
     jsonable,
 )
@@ -105,7 +110,7 @@ def list_handlers(
     request: Request,
     _: Viewer,
     status: Literal["enabled", "disabled", "archived"] | None = None,
-    type: Literal["http", "script", "python"] | None = None,
+    type: Literal["http", "script", "python", "template"] | None = None,
     event: str | None = None,
 ) -> list[dict[str, Any]]:
     """Handlers by priority; filter by status, type, or an event type they receive."""
@@ -133,6 +138,7 @@ def create_handler(request: Request, definition: HandlerConfig, _: Admin) -> dic
         stored = pipeline.handler_store.create(definition)
     except HandlerConflict as exc:
         raise ApiError(409, str(exc), "handler_exists") from exc
+    pipeline.reload_handlers()
     return handler_view(stored)
 
 
@@ -144,9 +150,11 @@ def replace_handler(
         raise ApiError(422, "the body's id must be the handler id in the path", "id_mismatch")
     pipeline = _pipeline(request)
     try:
-        return handler_view(pipeline.handler_store.replace(definition))
+        stored = pipeline.handler_store.replace(definition)
     except HandlerConflict as exc:
         raise ApiError(409, str(exc), "managed_in_config") from exc
+    pipeline.reload_handlers()
+    return handler_view(stored)
 
 
 @router.delete("/handlers/{handler_id}", tags=["handlers"], status_code=204)
@@ -156,6 +164,7 @@ def delete_handler(request: Request, handler_id: str, _: Admin) -> None:
         pipeline.handler_store.delete(handler_id)
     except HandlerConflict as exc:
         raise ApiError(409, str(exc), "handler_in_use") from exc
+    pipeline.reload_handlers()
 
 
 def _set_status(
@@ -163,7 +172,7 @@ def _set_status(
 ) -> dict[str, Any]:
     pipeline = _pipeline(request)
     stored = pipeline.handler_store.set_status(handler_id, status)
-    pipeline.wake()
+    pipeline.reload_handlers()
     return handler_view(stored)
 
 
@@ -186,14 +195,17 @@ def archive_handler(request: Request, handler_id: str, _: Admin) -> dict[str, An
 @router.post("/handlers/{handler_id}/pause", tags=["handlers", "maintenance"])
 def pause_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
     """Stop dispatching to this handler; new events still queue up for it."""
-    return handler_view(_pipeline(request).handler_store.set_paused(handler_id, True))
+    pipeline = _pipeline(request)
+    stored = pipeline.handler_store.set_paused(handler_id, True)
+    pipeline.reload_handlers()
+    return handler_view(stored)
 
 
 @router.post("/handlers/{handler_id}/resume", tags=["handlers", "maintenance"])
 def resume_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
     pipeline = _pipeline(request)
     stored = pipeline.handler_store.set_paused(handler_id, False)
-    pipeline.wake()
+    pipeline.reload_handlers()
     return handler_view(stored)
 
 
@@ -204,6 +216,39 @@ def replay_dead(request: Request, handler_id: str, _: Operator) -> dict[str, int
     count = pipeline.replayer.dead_of_handler(handler_id, _now())
     pipeline.wake()
     return {"replayed": count}
+
+
+class SampleEvent(BaseModel):
+    """The event a test-send delivers; it is enriched from `source` like a real one."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str | None = None
+    event_type: str = Field(default="Subscriber/Updated", min_length=1, max_length=255)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/handlers/{handler_id}/test", tags=["handlers"])
+async def test_send_handler(
+    request: Request, handler_id: str, body: SampleEvent, _: Operator
+) -> dict[str, Any]:
+    """Send one sample event to the handler's connector now, exactly as a delivery would go
+    (enriched, same payload and outcome rules), and show what happened. Nothing is stored
+    and no status goes to PortaBilling; the external system does receive the event."""
+    pipeline = _pipeline(request)
+    stored = await run_in_threadpool(pipeline.handler_store.get, handler_id)
+    source = _known_source(request, body.source)
+    try:
+        return await send_sample(
+            pipeline.dispatcher,
+            stored.definition,
+            source=source,
+            event_type=body.event_type,
+            variables=body.variables,
+        )
+    except (PluginLoadError, ValueError) as exc:
+        raise ApiError(
+            422, f"the handler's connector cannot be built: {exc}", "bad_handler"
+        ) from exc
 
 
 # -- maintenance --------------------------------------------------------------------------
@@ -217,7 +262,9 @@ def pause_state(request: Request, _: Viewer) -> dict[str, bool]:
 @router.post("/pause", tags=["maintenance"])
 def pause_all(request: Request, _: Operator) -> dict[str, bool]:
     """Maintenance mode: nothing is dispatched; ESPF ingress keeps accepting and storing."""
-    _pipeline(request).handler_store.set_global_pause(True)
+    pipeline = _pipeline(request)
+    pipeline.handler_store.set_global_pause(True)
+    pipeline.reload_handlers()
     return {"paused": True}
 
 
@@ -225,7 +272,7 @@ def pause_all(request: Request, _: Operator) -> dict[str, bool]:
 def resume_all(request: Request, _: Operator) -> dict[str, bool]:
     pipeline = _pipeline(request)
     pipeline.handler_store.set_global_pause(False)
-    pipeline.wake()
+    pipeline.reload_handlers()
     return {"paused": False}
 
 
@@ -320,14 +367,65 @@ class ReplayFilter(BaseModel):
     until: datetime | None = None
     handler_id: str | None = None
     limit: int = Field(default=10_000, ge=1, le=1_000_000)
+    dry_run: bool = Field(default=False, description="Only count the events it would replay")
 
 
 @router.post("/replay", tags=["replay"])
 def replay_matching(request: Request, body: ReplayFilter, _: Operator) -> dict[str, int]:
-    """Replay the events a search finds (optionally only their deliveries to one handler)."""
+    """Replay the events a search finds (optionally only their deliveries to one handler);
+    with dry_run, answer how many events that would be (`matching`) and change nothing."""
     pipeline = _pipeline(request)
-    f = _checked(EventFilter(**body.model_dump(exclude={"handler_id", "limit"})))
+    f = _checked(EventFilter(**body.model_dump(exclude={"handler_id", "limit", "dry_run"})))
+    if body.dry_run:
+        found = pipeline.queries.count_events(f, handler_id=body.handler_id)
+        return {"matching": min(found, body.limit)}
     count = pipeline.replayer.matching(f, _now(), handler_id=body.handler_id, limit=body.limit)
+    pipeline.wake()
+    return {"replayed": count}
+
+
+@router.get("/dead", tags=["replay"])
+def dead_letters(
+    request: Request,
+    _: Viewer,
+    handler_id: str | None = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Limit = 50,
+    before: int | None = None,
+) -> dict[str, Any]:
+    """Dead deliveries (newest first) with their reasons; `since`/`until` bound the time
+    they died. `total` counts every match."""
+    queries = _pipeline(request).queries
+    f = DeadFilter(handler_id, event_type, since, until)
+    found = queries.dead_letters(f, limit=limit, before_id=before)
+    return {
+        "items": found,
+        "total": queries.count_dead(f),
+        "next_before": found[-1]["id"] if len(found) == limit else None,
+    }
+
+
+class DeadReplay(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    handler_id: str | None = None
+    event_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(default=10_000, ge=1, le=1_000_000)
+    dry_run: bool = Field(default=False, description="Only count what would be replayed")
+
+
+@router.post("/dead/replay", tags=["replay"])
+def replay_dead_letters(request: Request, body: DeadReplay, _: Operator) -> dict[str, int]:
+    """Replay the dead deliveries the filter finds (only those); with dry_run, answer how
+    many that would be (`matching`) and change nothing."""
+    pipeline = _pipeline(request)
+    f = DeadFilter(body.handler_id, body.event_type, body.since, body.until)
+    if body.dry_run:
+        return {"matching": min(pipeline.queries.count_dead(f), body.limit)}
+    count = pipeline.replayer.dead(f, _now(), limit=body.limit)
     pipeline.wake()
     return {"replayed": count}
 
@@ -337,18 +435,65 @@ def search_attempts(
     request: Request,
     _: Viewer,
     handler_id: str | None = None,
+    handler_type: Literal["http", "script", "python", "template"] | None = None,
     outcome: Literal["delivered", "waiting", "rejected", "retry", "dead"] | None = None,
     event_id: str | None = None,
+    event_type: str | None = None,
+    i_account: int | None = None,
+    msisdn: str | None = None,
+    imsi: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Limit = 50,
     before: int | None = None,
 ) -> dict[str, Any]:
-    """The execution log, newest first."""
-    found = _pipeline(request).queries.search_attempts(
-        AttemptFilter(handler_id, outcome, event_id, since, until), limit=limit, before_id=before
+    """The execution log, newest first. `event_type` may end with `*`; `msisdn` and `imsi`
+    are those PortaBilling reported for the attempt's account. Page with `before`."""
+    pipeline = _pipeline(request)
+    of_type = None
+    if handler_type is not None:
+        of_type = tuple(
+            h.id for h in pipeline.handler_store.list() if h.definition.type == handler_type
+        )
+    found = pipeline.queries.search_attempts(
+        AttemptFilter(
+            handler_id,
+            outcome,
+            event_id,
+            since,
+            until,
+            event_type=event_type,
+            handler_ids=of_type,
+            i_account=i_account,
+            msisdn=msisdn,
+            imsi=imsi,
+        ),
+        limit=limit,
+        before_id=before,
     )
     return {"items": found, "next_before": found[-1]["id"] if len(found) == limit else None}
+
+
+@router.get("/attempts/{attempt_id}", tags=["events"])
+def attempt_detail(request: Request, attempt_id: int, _: Viewer) -> dict[str, Any]:
+    """One attempt and the exact NSPS Event it sent (`payload`; null when nothing was sent,
+    e.g. enrichment failed). The service password is masked."""
+    found = _pipeline(request).queries.attempt_detail(attempt_id)
+    if found is None:
+        raise ApiError(404, f"no attempt {attempt_id}", "attempt_not_found")
+    payload = None
+    if found["sent_status"] is not None:
+        payload = nsps_event(
+            event_id=found["event_id"],
+            event_type=found["event_type"],
+            variables=found["variables"],
+            pb_data=found["pb_data"],
+            handler_id=found["handler_id"],
+            status=found["sent_status"],
+            created_at=found["delivery_created_at"],
+            updated_at=found["started_at"],
+        )
+    return {**jsonable(found, drop=("delivery_created_at",)), "payload": payload}
 
 
 @router.get("/rejected", tags=["events"])
@@ -368,7 +513,24 @@ def stats(request: Request, _: Viewer) -> dict[str, Any]:
     figures = pipeline.queries.stats()
     figures["paused"] = pipeline.handler_store.paused()
     figures["status_outbox_backlog"] = pipeline.outbox.backlog()
+    figures["portabilling"] = {
+        source: health.view() for source, health in pipeline.enrichment.health.items()
+    }
     return figures
+
+
+SERIES_WINDOWS = {"hour": (timedelta(hours=1), 60), "day": (timedelta(days=1), 3600)}
+
+
+@router.get("/stats/series", tags=["events"])
+def stats_series(
+    request: Request, _: Viewer, window: Literal["hour", "day"] = "hour"
+) -> dict[str, Any]:
+    """Events received, attempts delivered and attempts failed (retry, rejected, dead) per
+    minute over the last hour, or per hour over the last day."""
+    span, bucket = SERIES_WINDOWS[window]
+    now = _now()
+    return _pipeline(request).queries.time_series(now - span, now, bucket)
 
 
 # -- provisioning status and scheduling ---------------------------------------------------

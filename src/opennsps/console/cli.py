@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Annotated
@@ -15,7 +14,6 @@ from opennsps.console.users import UserError, UserStore
 
 app = typer.Typer(help="Manage the web console's users.", no_args_is_help=True)
 
-PASSWORD_ENV = "OPENNSPS_USER_PASSWORD"  # noqa: S105 (a variable name)
 UserArgument = Annotated[str, typer.Argument(help="The user name.")]
 RoleOption = Annotated[str, typer.Option("--role", "-r", help="viewer, operator or admin.")]
 PasswordStdin = Annotated[
@@ -30,11 +28,9 @@ def _users(config: ConfigOption) -> UserStore:
 
 
 def _password(from_stdin: bool) -> str:
-    """From stdin, $OPENNSPS_USER_PASSWORD, or a prompt (typed twice, not echoed)."""
+    """From stdin (one line), or a prompt (typed twice, not echoed)."""
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
-    if os.environ.get(PASSWORD_ENV):
-        return os.environ[PASSWORD_ENV]
     password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     return password
 

@@ -99,6 +99,10 @@ class Pipeline:
         self.worker.wake()
         self.status_sender.wake()
 
+    def reload_handlers(self) -> None:
+        """Handlers or the pause changed: the worker reads them before its next claim."""
+        self.worker.reload()
+
     async def _queue_figures(self) -> None:
         while True:
             try:

@@ -13,6 +13,7 @@ from opennsps import metrics
 from opennsps.config import SourceConfig
 from opennsps.logging import get_logger
 from opennsps.pipeline.store_calls import StoreCalls
+from opennsps.pipeline.wakeup import set_from_any_thread
 from opennsps.portabilling.espf_client import EspfApiClient, EspfApiError, EspfApiSettings
 from opennsps.store.outbox import OutboxEntry, StatusOutbox
 
@@ -65,11 +66,13 @@ class StatusSender:
         self.db = store_calls or StoreCalls(on_loop=False)
         self.clock = clock
         self._wake = asyncio.Event()
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._running = False
 
     def start(self) -> None:
         self._running = True
+        self._event_loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._loop(), name="status-sender")
 
     async def stop(self) -> None:
@@ -83,7 +86,7 @@ class StatusSender:
             await client.close()
 
     def wake(self) -> None:
-        self._wake.set()
+        set_from_any_thread(self._wake, self._event_loop)
 
     async def _loop(self) -> None:
         rounds = 0

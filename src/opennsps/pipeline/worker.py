@@ -30,6 +30,7 @@ from opennsps.connectors.factory import build_connector
 from opennsps.logging import get_logger
 from opennsps.pipeline.dispatch import Dispatcher
 from opennsps.pipeline.store_calls import StoreCalls
+from opennsps.pipeline.wakeup import set_from_any_thread
 from opennsps.store.deliveries import ClaimedDelivery, Completion, DeliveryQueue
 from opennsps.store.handlers import HandlerStore, StoredHandler
 
@@ -85,11 +86,13 @@ class Worker:
         self._reaped_at = 0.0
         self._renewed_at = 0.0
         self._rotation = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         self._running = True
+        self._loop = asyncio.get_running_loop()
         if self.single_process:
             taken = await self.db(self.queue.take_over_expired, self.clock(), any_lease=True)
             if taken:
@@ -129,8 +132,15 @@ class Worker:
         log.info("worker stopped", owner=self.owner, handed_back=released)
 
     def wake(self) -> None:
-        """New work may be due (an event was stored, an outcome written, a replay asked)."""
-        self._wake.set()
+        """New work may be due (an event was stored, an outcome written, a replay asked).
+        Safe to call from any thread."""
+        set_from_any_thread(self._wake, self._loop)
+
+    def reload(self) -> None:
+        """Handlers or the pause changed in the store: read them again before the next
+        claim, so a pause takes effect at once in this process."""
+        self._refreshed_at = 0.0
+        self.wake()
 
     @property
     def in_flight(self) -> int:

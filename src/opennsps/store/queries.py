@@ -42,6 +42,16 @@ class AttemptFilter:
     imsi: str | None = None
 
 
+@dataclass(frozen=True)
+class DeadFilter:
+    """Dead letters: dead deliveries, by handler, event type and time of death."""
+
+    handler_id: str | None = None
+    event_type: str | None = None  # exact, or with a trailing `*`
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 @dataclass
 class StateCounts:
     counts: dict[str, int] = field(default_factory=dict)
@@ -116,6 +126,30 @@ def event_query(f: EventFilter) -> Select[Any]:
         query = query.where(events.c.received_at < f.until)
     if f.state:
         query = query.where(_state_condition(f.state))
+    return query
+
+
+def dead_query(f: DeadFilter) -> Select[Any]:
+    query: Select[Any] = (
+        select(
+            deliveries,
+            events.c.event_id,
+            events.c.event_type,
+            events.c.i_event,
+            events.c.variables,
+            events.c.received_at,
+        )
+        .join(events, events.c.seq == deliveries.c.event_seq)
+        .where(deliveries.c.state == "dead")
+    )
+    if f.handler_id:
+        query = query.where(deliveries.c.handler_id == f.handler_id)
+    if f.event_type:
+        query = query.where(_event_type_condition(f.event_type))
+    if f.since:
+        query = query.where(deliveries.c.finished_at >= f.since)
+    if f.until:
+        query = query.where(deliveries.c.finished_at < f.until)
     return query
 
 
@@ -276,6 +310,20 @@ class Queries:
             ],
         }
 
+    def dead_letters(
+        self, f: DeadFilter, *, limit: int = 50, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        query = dead_query(f).order_by(deliveries.c.id.desc()).limit(min(limit, MAX_LIMIT))
+        if before_id is not None:
+            query = query.where(deliveries.c.id < before_id)
+        with self.engine.connect() as connection:
+            return [jsonable(row._mapping) for row in connection.execute(query)]
+
+    def count_dead(self, f: DeadFilter) -> int:
+        query = dead_query(f).with_only_columns(func.count())
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def count_events(self, f: EventFilter, *, handler_id: str | None = None) -> int:
         """How many events a search finds (with a handler: only events it has a delivery
         of), as a replay by that filter would take them."""
@@ -290,6 +338,25 @@ class Queries:
             )
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def attempt_detail(self, attempt_id: int) -> dict[str, Any] | None:
+        """One attempt with its event's id, type and variables and its delivery's creation
+        time: everything the NSPS Event it sent was made of."""
+        query = (
+            select(
+                attempts,
+                events.c.event_id,
+                events.c.event_type,
+                events.c.variables,
+                deliveries.c.created_at.label("delivery_created_at"),
+            )
+            .join(events, events.c.seq == attempts.c.event_seq)
+            .join(deliveries, deliveries.c.id == attempts.c.delivery_id)
+            .where(attempts.c.id == attempt_id)
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return dict(row._mapping) if row is not None else None
 
     def list_deliveries(
         self,

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from opennsps.store.batch_writer import route_events
 from opennsps.store.engine import write_transaction
-from opennsps.store.queries import EventFilter, event_query
+from opennsps.store.queries import DeadFilter, EventFilter, dead_query, event_query
 from opennsps.store.schema import deliveries, events
 
 REPLAYABLE = ("pending", "waiting", "delivered", "rejected", "dead")
@@ -48,6 +48,19 @@ class Replayer:
                 (deliveries.c.handler_id == handler_id) & (deliveries.c.state == "dead"),
                 now,
             )
+
+    def dead(self, f: DeadFilter, now: datetime, *, limit: int = 10_000) -> int:
+        """Replay the dead deliveries a dead-letter filter finds (at most `limit`)."""
+        with write_transaction(self.engine) as connection:
+            ids = list(
+                connection.execute(
+                    dead_query(f)
+                    .with_only_columns(deliveries.c.id)
+                    .order_by(deliveries.c.id)
+                    .limit(limit)
+                ).scalars()
+            )
+            return self._reset(connection, deliveries.c.id.in_(ids), now) if ids else 0
 
     def matching(
         self, f: EventFilter, now: datetime, *, handler_id: str | None = None, limit: int = 10_000
