@@ -36,6 +36,7 @@ from rich.live import Live
 from rich.table import Table
 
 from opennsps.config import Settings, load_settings
+from opennsps.console.users import UserStore
 from opennsps.pipeline.reconcile import HandlerReconciliation, reconcile_handler
 from opennsps.pipeline.reconcile_cli import print_reconciliation
 from opennsps.sandbox import dataset
@@ -153,6 +154,10 @@ def _free(host: str, port: int) -> bool:
     return True
 
 
+CONSOLE_USER = "admin"
+CONSOLE_PASSWORD_FILE = "console-password"  # noqa: S105 (a file name)
+
+
 def _prepare(options: DemoOptions, say: Callable[[str], None]) -> tuple[Path, Settings, str]:
     for name, port in (
         ("gateway", options.gateway_port),
@@ -175,6 +180,15 @@ def _prepare(options: DemoOptions, say: Callable[[str], None]) -> tuple[Path, Se
     config_path.chmod(0o600)
     os.environ.pop("OPENNSPS_CONFIG", None)
     return config_path, load_settings(config_path), secrets_["api"]
+
+
+def _add_console_admin(store: EventStore, workdir: Path) -> None:
+    """A console admin with a new password, kept in a file only its owner can read."""
+    password = secrets.token_urlsafe(12)
+    target = workdir / CONSOLE_PASSWORD_FILE
+    target.write_text(password + "\n")
+    target.chmod(0o600)
+    UserStore(store.engine).add(CONSOLE_USER, password, "admin")
 
 
 def _spawn(args: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -348,6 +362,7 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
         gateway = _Gateway(urls.gateway, api_token)
         store = EventStore(settings.store)
         try:
+            _add_console_admin(store, options.workdir)
             say(
                 f"initial load: the HSS starts empty; `opennsps reconcile {HANDLER_ID} --fix` "
                 "enqueues one repair event per existing subscriber"
@@ -451,6 +466,11 @@ def _print_outcome(
         console.print("[bold green]The HSS agrees with PortaBilling for every account.[/]")
     else:
         console.print("[bold red]The demo found problems; see above and the logs.[/]")
+    console.print(
+        f"Web console: {urls.gateway}/console/ (user {CONSOLE_USER}, password in "
+        f"{options.workdir / CONSOLE_PASSWORD_FILE})",
+        highlight=False,
+    )
     console.print(
         f"Management API: {urls.gateway}/docs (token: api.tokens in {config_path}); "
         f"PortaBilling sandbox: {urls.sandbox}; HSS: {urls.hss}/hss/dump; "

@@ -83,6 +83,15 @@ def test_the_demo_keeps_serving_until_ctrl_c_then_stops_everything(tmp_path: Pat
                 break
         assert "Still serving" in "".join(seen), "".join(seen)
         assert httpx.get(f"http://127.0.0.1:{ports[0]}/health").status_code == 200
+        # The console it points at takes the password it wrote down.
+        assert f"127.0.0.1:{ports[0]}/console/ (user admin" in "".join(seen)
+        password = (tmp_path / "demo" / "console-password").read_text().strip()
+        assert password not in "".join(seen)
+        login = httpx.post(
+            f"http://127.0.0.1:{ports[0]}/console/login",
+            json={"username": "admin", "password": password},
+        )
+        assert login.status_code == 200 and login.json()["role"] == "admin"
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
     finally:
