@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from bench import ingest, pipeline, sandbox
+from bench import execution_log, ingest, pipeline, sandbox
 
-BENCHMARKS = {"ingest": ingest.run, "sandbox": sandbox.run, "pipeline": pipeline.run}
+BENCHMARKS = {
+    "ingest": ingest.run,
+    "sandbox": sandbox.run,
+    "pipeline": pipeline.run,
+    "execution_log": execution_log.run,
+}
 
 
 def main() -> None:

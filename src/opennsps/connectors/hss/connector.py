@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import MetaData
 
 from opennsps.connector import Connector, Context, Event, Rejected
+from opennsps.connectors.account_events import enriched_account
 from opennsps.connectors.hss.client import Duplicate, PyHssClient
 from opennsps.connectors.hss.desired import (
     HssOptions,
@@ -50,14 +51,10 @@ class HssConnector(Connector):
         await super().close()
 
     async def handle(self, event: Event, context: Context) -> dict[str, Any]:
-        i_account = event.i_account
-        if i_account is None:
-            raise Rejected(f"{event.event_type} carries no i_account; the HSS needs an account")
-        if event.pb_data is None:
-            raise Rejected("the HSS connector needs enriched events: turn enrichment on")
-        wanted = desired_subscriber(event.pb_data, self.settings)
+        i_account, pb_data = enriched_account(event, "HSS")
+        wanted = desired_subscriber(pb_data, self.settings)
         linked = await self.links.key_of(i_account)
-        removed = await self._remove_stale(i_account, linked, event.pb_data, wanted)
+        removed = await self._remove_stale(i_account, linked, pb_data, wanted)
         action = "absent"
         if wanted is not None:
             action = await self._ensure(wanted)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, MetaData, event
 
 from opennsps.connector import Connector, Context, Event, Rejected
+from opennsps.connectors.account_events import enriched_account
 from opennsps.connectors.links import LinkStore, link_table, sql_engine
 from opennsps.connectors.radius.desired import RadiusOptions, RadiusUser, desired_user
 from opennsps.connectors.radius.tables import RadiusTables
@@ -56,12 +57,8 @@ class RadiusConnector(Connector):
         await super().close()
 
     async def handle(self, event: Event, context: Context) -> dict[str, Any]:
-        i_account = event.i_account
-        if i_account is None:
-            raise Rejected(f"{event.event_type} carries no i_account; RADIUS needs an account")
-        if event.pb_data is None:
-            raise Rejected("the RADIUS connector needs enriched events: turn enrichment on")
-        wanted = desired_user(event.pb_data, self.settings)
+        i_account, pb_data = enriched_account(event, "RADIUS")
+        wanted = desired_user(pb_data, self.settings)
         linked = await self.links.key_of(i_account)
         removed = None
         stale = linked is not None and (wanted is None or linked != wanted.username)

@@ -30,6 +30,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("msisdn", sa.String(32)))
         batch.add_column(sa.Column("imsi", sa.String(32)))
         batch.add_column(sa.Column("sent_status", sa.String(16)))
+    # The execution log pages newest first (by id) within a filter.
+    op.create_index("ix_attempts_handler_id", "attempts", ["handler_id", "id"])
+    op.create_index("ix_attempts_outcome", "attempts", ["outcome", "id"])
+    op.create_index("ix_attempts_event_seq", "attempts", ["event_seq", "id"])
     op.create_index("ix_attempts_i_account", "attempts", ["i_account", "id"])
     op.create_index("ix_attempts_msisdn", "attempts", ["msisdn", "id"])
     op.create_index("ix_attempts_imsi", "attempts", ["imsi", "id"])
@@ -39,6 +43,9 @@ def downgrade() -> None:
     op.drop_index("ix_attempts_imsi", "attempts")
     op.drop_index("ix_attempts_msisdn", "attempts")
     op.drop_index("ix_attempts_i_account", "attempts")
+    op.drop_index("ix_attempts_event_seq", "attempts")
+    op.drop_index("ix_attempts_outcome", "attempts")
+    op.drop_index("ix_attempts_handler_id", "attempts")
     with op.batch_alter_table("attempts") as batch:
         batch.drop_column("sent_status")
         batch.drop_column("imsi")
