@@ -22,8 +22,9 @@ from typing import Any
 import httpx
 
 from bench.common import gateway, write_result
-from opennsps.config import StoreConfig
+from opennsps.config import HandlerConfig, HttpHandlerConfig, StoreConfig
 from opennsps.store.event_store import EventStore
+from opennsps.store.handlers import HandlerStore
 
 ATTEMPTS = int(os.environ.get("BENCH_ATTEMPTS", "1000000"))
 ATTEMPTS_PER_EVENT = 2
@@ -43,6 +44,16 @@ def populate(path: Path) -> dict[str, Any]:
     """A migrated store with ATTEMPTS attempts (1 % dead, 3 % retry), written directly."""
     store = EventStore(StoreConfig(url=f"sqlite:///{path}"))
     store.upgrade()
+    handlers = HandlerStore(store.engine)
+    for handler_id in HANDLERS:
+        handlers.create(
+            HandlerConfig(
+                id=handler_id,
+                events=["*"],
+                type="http",
+                http=HttpHandlerConfig(url=f"http://127.0.0.1:9/{handler_id}"),
+            )
+        )
     store.close()
     rng = random.Random(7)
     started = time.perf_counter()
@@ -87,6 +98,7 @@ def populate(path: Path) -> dict[str, Any]:
                     "delivered" if outcome != "dead" else "dead",
                     0,
                     1,
+                    _stamp(at),
                     _stamp(at),
                     _stamp(at),
                     _stamp(at),
@@ -138,7 +150,8 @@ def _flush(
     )
     db.executemany(
         "INSERT INTO deliveries (id, event_seq, handler_id, priority, entity_key, state, failures,"
-        " attempts, next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        " attempts, next_attempt_at, created_at, updated_at, configuration_problem, finished_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?)",
         deliveries,
     )
     db.executemany(
