@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from opennsps import __version__
 from opennsps.config import Settings, redact_url
@@ -20,6 +22,7 @@ from opennsps.console.web import console_assets
 from opennsps.console.web import router as console_router
 from opennsps.http_errors import install_error_handlers
 from opennsps.ingress.endpoint import EspfIngress
+from opennsps.ingress.fast_path import IngressFirst
 from opennsps.ingress.trace import TraceIdMiddleware
 from opennsps.logging import get_logger
 from opennsps.ops.endpoints import health, prometheus_metrics, readiness
@@ -27,6 +30,19 @@ from opennsps.pipeline.runtime import Pipeline
 from opennsps.store.event_store import EventStore
 
 log = get_logger("opennsps.app")
+
+
+class GatewayApp(FastAPI):
+    """The application, with the ESPF ingress answered before FastAPI's own request
+    handling and middleware stack (ingress/fast_path.py)."""
+
+    def __init__(self, ingress: EspfIngress, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ingress_first = IngressFirst(ingress)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await self.ingress_first(scope, receive, send):
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
@@ -59,7 +75,9 @@ def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
             await run_in_threadpool(event_store.close)
             log.info("opennsps stopped")
 
-    app = FastAPI(
+    ingress = EspfIngress(settings.ingress, event_store, on_stored=pipeline.worker.wake)
+    app = GatewayApp(
+        ingress,
         title="OpenNSPS",
         version=__version__,
         lifespan=lifespan,
@@ -77,9 +95,6 @@ def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_api_errors(app)
-    ingress = EspfIngress(settings.ingress, event_store, on_stored=pipeline.worker.wake)
-    app.router.add_route("/espf/events", ingress.default_source, methods=["POST"])
-    app.router.add_route("/espf/events/{source}", ingress.named_source, methods=["POST"])
     app.router.add_route("/health", health, methods=["GET"])
     app.router.add_route("/ready", readiness(event_store), methods=["GET"])
     app.router.add_route("/metrics", prometheus_metrics, methods=["GET"])

@@ -263,3 +263,31 @@ def test_a_value_the_database_cannot_hold_fails_only_its_own_request(
     assert "cannot hold this event" in responses[-1].json()["message"]
     assert store.count_events() == 12
     assert store.list_rejected()[0].request.http_status == 400
+
+
+def test_the_ingress_paths_and_nothing_else_reach_the_ingress(gateway: str) -> None:
+    """The ingress is answered ahead of the application's router: its own 404/405 for
+    near misses, while neighbouring paths still reach the application."""
+    wrong_method = httpx.get(f"{gateway}/espf/events/default")
+    assert_error(wrong_method, 405, "method_not_allowed")
+    assert wrong_method.headers["allow"] == "POST"
+    assert wrong_method.headers["x-b3-traceid"]  # trace ids on every ingress answer
+    assert_error(post(f"{gateway}/espf/events/", event_body(1)), 404, "not_found")
+    assert_error(post(f"{gateway}/espf/events/a/b", event_body(1)), 404, "not_found")
+    elsewhere = httpx.post(f"{gateway}/espf/eventsx", json=event_body(1), headers=AUTH)
+    assert elsewhere.status_code == 404 and elsewhere.json()["error"] != "unknown_source"
+    assert post(f"{gateway}/espf/events/default", event_body(7)).status_code == 200
+
+
+def test_generated_ids_are_version_4_uuids() -> None:
+    import uuid
+
+    from opennsps.domain.ids import random_trace_id, random_uuid
+
+    made = {random_uuid() for _ in range(2000)}
+    assert len(made) == 2000
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+    trace = random_trace_id()
+    assert len(trace) == 32 and int(trace, 16) >= 0

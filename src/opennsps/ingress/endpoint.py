@@ -8,7 +8,6 @@ redacted copy so the operator can see them), 503 when the store cannot commit.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from opennsps import metrics
 from opennsps.config import IngressConfig
 from opennsps.domain.errors import ErrorType
 from opennsps.domain.events import EventValidationError, IncomingEvent, parse_event
+from opennsps.domain.ids import random_uuid
 from opennsps.http_errors import error_response, json_response
 from opennsps.ingress.auth import Authenticator, Clock, build_authenticator
 from opennsps.ingress.redaction import redacted_headers
@@ -166,7 +166,7 @@ class EspfIngress:
     ) -> Response:
         request_id, unique_id = trace_ids(request.scope)
         new = NewEvent(
-            event_id=str(uuid.uuid4()),
+            event_id=random_uuid(),
             source=source.name,
             i_env=source.i_env,
             event=event,

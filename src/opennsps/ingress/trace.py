@@ -7,14 +7,17 @@ while the request is handled, and returned in the response headers.
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opennsps.domain.ids import random_trace_id, random_uuid
+
 TRACE_HEADER = "x-b3-traceid"
 REQUEST_ID_HEADER = "x-request-id"
+TRACE_HEADER_BYTES = TRACE_HEADER.encode()
+REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
 MAX_ID_LENGTH = 128
 _SAFE_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
@@ -41,14 +44,14 @@ class TraceIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, TRACE_HEADER.encode()) or uuid.uuid4().hex
-        unique_id = _header(scope, REQUEST_ID_HEADER.encode()) or str(uuid.uuid4())
+        request_id = _header(scope, TRACE_HEADER_BYTES) or random_trace_id()
+        unique_id = _header(scope, REQUEST_ID_HEADER_BYTES) or random_uuid()
         scope.setdefault("state", {})
         scope["state"]["request_id"] = request_id
         scope["state"]["unique_id"] = unique_id
         extra = [
-            (TRACE_HEADER.encode(), request_id.encode()),
-            (REQUEST_ID_HEADER.encode(), unique_id.encode()),
+            (TRACE_HEADER_BYTES, request_id.encode()),
+            (REQUEST_ID_HEADER_BYTES, unique_id.encode()),
         ]
 
         async def send_with_ids(message: Message) -> None:

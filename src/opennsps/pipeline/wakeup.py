@@ -7,6 +7,8 @@ import asyncio
 
 def set_from_any_thread(event: asyncio.Event, loop: asyncio.AbstractEventLoop | None) -> None:
     """Set `event`, which belongs to `loop`; nothing when the loop is not running yet."""
+    if event.is_set():
+        return  # (racy from another thread; the waiter polls anyway)
     if loop is None or loop.is_closed():
         return
     try:

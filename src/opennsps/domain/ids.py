@@ -1,0 +1,21 @@
+"""Random (version 4) UUIDs as text, made without building uuid.UUID objects: the ingress
+makes three per event (event_id and the two trace ids when ESPF sends none), and
+uuid.uuid4() cost 7 % of its CPU on the ingress benchmark."""
+
+from __future__ import annotations
+
+import os
+
+
+def random_uuid() -> str:
+    """A version 4 UUID in its canonical 8-4-4-4-12 form."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def random_trace_id() -> str:
+    """A 128-bit trace id as 32 hex digits (the x-b3-traceid form)."""
+    return os.urandom(16).hex()
