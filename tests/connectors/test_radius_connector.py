@@ -59,7 +59,7 @@ def radius_handler(database: Path) -> dict[str, Any]:
         },
         "service_password": True,
         "retry": FAST_RETRY,
-        "status_group": "Netaccess",
+        # No status_group: the connector's own (Netaccess) is used.
     }
 
 
@@ -152,7 +152,7 @@ def test_an_account_lifecycle_is_accepted_refused_and_forgotten_by_freeradius(
             in (radius.log_text())
         )
 
-        # Every outcome went back to PortaBilling under the Netaccess group.
+        # Every outcome went back to PortaBilling under the connector's group, Netaccess.
         [latest] = sandbox.get(f"/sandbox/statuses/{i_account}")["latest"]
         assert (latest["group"], latest["status"], latest["error"]) == ("Netaccess", "OK", None)
         # The service password reached the connector but never the execution log.

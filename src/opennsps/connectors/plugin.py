@@ -60,6 +60,10 @@ class PluginConnector:
     def __init__(self, plugin: Plugin, timeout: float) -> None:
         self.plugin = plugin
         self.timeout = timeout
+        group = getattr(plugin, "status_group", None)
+        #: The plug-in's own status group (an SDK Connector's class attribute), used when
+        #: its handler names none.
+        self.status_group: str | None = group if isinstance(group, str) and group else None
 
     async def close(self) -> None:
         closer = getattr(self.plugin, "close", None)

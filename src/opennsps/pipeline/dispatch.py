@@ -105,8 +105,9 @@ class Dispatcher:
             )
         # The execution log's duration covers the whole attempt, enrichment included.
         total_ms = (time.perf_counter() - started) * 1000
+        group = handler.status_group or getattr(connector, "status_group", None)
         return self._completion(
-            delivery, handler, result, started_at, pb_data, total_ms, sent_status
+            delivery, handler, result, started_at, pb_data, total_ms, sent_status, group
         )
 
     def _completion(
@@ -118,6 +119,7 @@ class Dispatcher:
         pb_data: dict[str, Any] | None,
         duration_ms: float,
         sent_status: str | None,
+        status_group: str | None,
     ) -> Completion:
         now = self.clock()
         schedule = self.schedule_for(handler)
@@ -150,15 +152,17 @@ class Dispatcher:
             failures=step.failures,
             next_attempt_at=step.next_attempt_at,
             last_error=None if step.state is DeliveryState.DELIVERED else reason,
-            report=self._report(delivery, handler, step.state, reason),
+            report=self._report(delivery, status_group, step.state, reason),
         )
 
     @staticmethod
     def _report(
-        delivery: ClaimedDelivery, handler: HandlerConfig, state: DeliveryState, reason: str | None
+        delivery: ClaimedDelivery, group: str | None, state: DeliveryState, reason: str | None
     ) -> StatusReport | None:
+        """The status to send to PortaBilling under `group` (the handler's status_group, or
+        its connector's own), if any."""
         i_account = as_integer(delivery.variables.get("i_account"))
-        if handler.status_group is None or i_account is None:
+        if group is None or i_account is None:
             return None
         status = ESPF_STATUS[state]
         # A retry is reported once, not on each of its attempts.
@@ -167,10 +171,10 @@ class Dispatcher:
         return StatusReport(
             source=delivery.source,
             i_account=i_account,
-            group_name=handler.status_group,
+            group_name=group,
             status=status,
             error=None if status == "OK" else (reason or "")[:MAX_ERROR_LENGTH],
-            origin=f"handler:{handler.id}",
+            origin=f"handler:{delivery.handler_id}",
         )
 
 
