@@ -199,7 +199,7 @@ def test_missing_freeradius_tables_are_named(tmp_path: Path) -> None:
 
 
 def test_database_credentials_are_masked_when_the_handler_is_shown() -> None:
-    from opennsps.console.api import _masked_options
+    from opennsps.console.masking import masked_options
 
-    shown = _masked_options({"database": "postgresql+psycopg://radius:pa55@db/radius"})
+    shown = masked_options({"database": "postgresql+psycopg://radius:pa55@db/radius"})
     assert shown == {"database": "postgresql+psycopg://[redacted]@db/radius"}

@@ -17,6 +17,7 @@ from opennsps.cli import app as cli
 from opennsps.config import Settings
 from opennsps.console.users import UserError, UserStore
 from opennsps.store.event_store import EventStore
+from opennsps.store.handlers import HandlerStore
 from tests.connectors.test_hss_connector import portabilling
 from tests.pipeline.harness import (
     FAST_RETRY,
@@ -247,3 +248,48 @@ def test_a_test_send_is_checked_and_stored_nowhere(store_url: str, dataset_file:
             timeout=10,
         )
         assert viewer.status_code == 403
+
+
+def test_a_handler_saved_as_shown_keeps_its_secrets(tmp_path: Path) -> None:
+    data = gateway_config(f"sqlite:///{tmp_path / 'store.db'}", "http://127.0.0.1:9", [])
+    with gateway(Settings.model_validate(data)) as gw, gw.api() as api:
+        http = http_handler("http://127.0.0.1:9/events", "crm")
+        assert api.post("/handlers", json=http).status_code == 201
+        python = {
+            "id": "radius",
+            "events": ["Subscriber/*"],
+            "type": "python",
+            "python": {
+                "entry_point": "opennsps.connectors.radius:RadiusConnector",
+                "options": {
+                    "database": "postgresql+psycopg://radius:pa55@db/radius",
+                    "provisioning_key": "k-123456",
+                    "groups": {"Pay as you go": "payg"},
+                },
+            },
+        }
+        assert api.post("/handlers", json=python).status_code == 201
+        for handler_id in ("crm", "radius"):
+            shown = api.get(f"/handlers/{handler_id}").json()
+            assert "[redacted]" in str(shown)
+            edited = {
+                k: v
+                for k, v in shown.items()
+                if k not in {"paused", "managed_by", "created_at", "updated_at"}
+            }
+            edited["name"] = "renamed"
+            assert api.put(f"/handlers/{handler_id}", json=edited).status_code == 200
+        store = EventStore(gw.settings.store)
+        handlers = HandlerStore(store.engine)
+        crm = handlers.get("crm").definition
+        assert crm.name == "renamed" and crm.http is not None and crm.http.token is not None
+        assert crm.http.token.get_secret_value() == http["http"]["token"]
+        radius = handlers.get("radius").definition
+        assert radius.python is not None
+        assert radius.python.options == python["python"]["options"]  # type: ignore[index]
+        # A new secret typed in replaces the old one.
+        edited["python"]["options"]["provisioning_key"] = "k-new-7890"
+        assert api.put("/handlers/radius", json=edited).status_code == 200
+        options = handlers.get("radius").definition.python.options  # type: ignore[union-attr]
+        assert options["provisioning_key"] == "k-new-7890"
+        assert options["database"] == "postgresql+psycopg://radius:pa55@db/radius"

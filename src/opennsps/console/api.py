@@ -6,7 +6,6 @@ handlers, and reports statuses; admin also creates, changes, archives and delete
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -20,12 +19,11 @@ from opennsps.config import HandlerConfig
 from opennsps.connectors.payload import nsps_event
 from opennsps.connectors.plugin import PluginLoadError
 from opennsps.console.auth import require
+from opennsps.console.masking import masked_definition, with_stored_secrets
 from opennsps.console.roles import Caller
 from opennsps.domain.deliveries import DeliveryState
 from opennsps.domain.routing import matches
 from opennsps.http_errors import ApiError, error_response
-from opennsps.ingress.redaction import REDACTED
-from opennsps.pipeline.dispatch import redact
 from opennsps.pipeline.runtime import Pipeline
 from opennsps.pipeline.sample_send import send_sample
 from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH, EspfApiError
@@ -58,32 +56,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-SECRET_OPTION = re.compile(r"(password|token|secret|key)$", re.IGNORECASE)
-
-
-def _masked_options(value: Any) -> Any:
-    """A plug-in's options with every value under a secret-looking key masked."""
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if SECRET_OPTION.search(str(k)) and v else _masked_options(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_masked_options(v) for v in value]
-    if isinstance(value, str):
-        return redact(value, ())  # credentials in a database URL
-    return value
-
-
 def handler_view(stored: StoredHandler) -> dict[str, Any]:
     """A handler as shown to people: secrets masked."""
-    shown: dict[str, Any] = stored.definition.model_dump(mode="json")
-    if shown.get("http") and shown["http"].get("token") is not None:
-        shown["http"]["token"] = REDACTED
-    if shown.get("template"):
-        shown["template"]["secrets"] = dict.fromkeys(shown["template"]["secrets"], REDACTED)
-    if shown.get("python"):
-        shown["python"]["options"] = _masked_options(shown["python"]["options"])
+    shown = masked_definition(stored.definition)
     shown.update(
         paused=stored.paused,
         managed_by=stored.managed_by,
@@ -149,8 +124,9 @@ def replace_handler(
     if definition.id != handler_id:
         raise ApiError(422, "the body's id must be the handler id in the path", "id_mismatch")
     pipeline = _pipeline(request)
+    current = pipeline.handler_store.get(handler_id)
     try:
-        stored = pipeline.handler_store.replace(definition)
+        stored = pipeline.handler_store.replace(with_stored_secrets(definition, current.definition))
     except HandlerConflict as exc:
         raise ApiError(409, str(exc), "managed_in_config") from exc
     pipeline.reload_handlers()

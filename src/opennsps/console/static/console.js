@@ -480,7 +480,7 @@ function handlerForm(view, existing) {
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "enrichment", checked: existing ? existing.enrichment : true }), "Enrich with PortaBilling data (pb_data)"),
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "service_password", checked: existing ? existing.service_password : false }), "Include the service password"),
       h("div", { class: "wide" }, field("Type settings (JSON)", settings),
-        h("div", { id: "settings-help", class: "muted" }, "Secrets shown as [redacted] must be typed again when you save.")),
+        h("div", { id: "settings-help", class: "muted" }, "Secrets shown as [redacted] keep their stored value; type a new one to replace it.")),
       h("div", { class: "wide" }, field("Retry schedule (JSON, optional)", h("textarea", { name: "retry", rows: 3 }, existing && existing.retry ? json(existing.retry) : ""))),
     ),
     h("p", { class: "actions" },
