@@ -217,6 +217,7 @@ def test_the_execution_log_finds_attempts_by_subject_and_shows_exact_payloads(
             # Replay by event filter can be counted first too.
             counted = api.post("/replay", json={"i_account": 100001, "dry_run": True}).json()
             assert counted == {"matching": 1}
+            assert api.get("/stats").json()["retrying_by_handler"] == {}
             health = api.get("/stats").json()["portabilling"]["default"]
             assert health["healthy"] is True and health["calls"] > 0
 

@@ -166,6 +166,8 @@ def test_an_operator_day_in_the_console(dataset_file: Path, tmp_path: Path) -> N
             rate = 100 * 3 / (3 + failed)
             handler_row = page.locator("#dashboard-handlers tr", has_text="crm")
             expect(handler_row).to_contain_text(f"{rate:.1f} %")
+            retrying_cell = handler_row.locator("td").nth(3)  # Handler, Status, Pending, Retrying
+            expect(retrying_cell).to_have_text("0")
             expect(page.locator(".chart svg").first).to_be_visible()
             page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
 

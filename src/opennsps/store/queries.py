@@ -409,11 +409,15 @@ class Queries:
                     select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
                 )
             }
-            retrying = connection.execute(
-                select(func.count())
-                .select_from(deliveries)
-                .where(deliveries.c.state == "pending", deliveries.c.failures > 0)
-            ).scalar_one()
+            retrying_by_handler: dict[str, int] = {
+                handler_id: count
+                for handler_id, count in connection.execute(
+                    select(deliveries.c.handler_id, func.count())
+                    .where(deliveries.c.state == "pending", deliveries.c.failures > 0)
+                    .group_by(deliveries.c.handler_id)
+                )
+            }
+            retrying = sum(retrying_by_handler.values())
             outcomes: dict[str, dict[str, int]] = {}
             for handler_id, outcome, count in connection.execute(
                 select(attempts.c.handler_id, attempts.c.outcome, func.count())
@@ -446,6 +450,7 @@ class Queries:
             "queue_depth": depth,
             "deliveries_by_state": totals,
             "retrying": retrying,
+            "retrying_by_handler": retrying_by_handler,
             "oldest_pending_age_seconds": (now - oldest).total_seconds() if oldest else None,
             "last_hour": {
                 "events_received": received,

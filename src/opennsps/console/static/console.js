@@ -327,7 +327,7 @@ async function dashboardPage(view) {
     );
     const handlers = await api("GET", "handlers");
     fill(perHandler, h("table", { id: "dashboard-handlers" },
-      h("thead", {}, h("tr", {}, ["Handler", "Status", "Pending", "In flight", "Waiting", "Dead", "Delivered (1 h)", "Failed (1 h)", "Success rate (1 h)"].map((t, i) => h("th", { class: i > 1 ? "num" : null }, t)))),
+      h("thead", {}, h("tr", {}, ["Handler", "Status", "Pending", "Retrying", "In flight", "Waiting", "Dead", "Delivered (1 h)", "Failed (1 h)", "Success rate (1 h)"].map((t, i) => h("th", { class: i > 1 ? "num" : null }, t)))),
       h("tbody", {}, handlers.map((x) => {
         const depth = s.queue_depth[x.id] || {};
         const out = s.last_hour.by_handler[x.id] || {};
@@ -337,6 +337,7 @@ async function dashboardPage(view) {
           h("td", {}, h("a", { href: `#/logs/${encodeURIComponent(x.id)}` }, x.id)),
           h("td", {}, badge(x.paused ? "paused" : x.status)),
           h("td", { class: "num" }, depth.pending || 0),
+          h("td", { class: "num" }, (s.retrying_by_handler || {})[x.id] || 0),
           h("td", { class: "num" }, depth.in_flight || 0),
           h("td", { class: "num" }, depth.waiting || 0),
           h("td", { class: "num" }, depth.dead || 0),
@@ -398,7 +399,7 @@ async function handlersPage(view, args) {
       }, "Delete"));
     }
     return h("tr", { "data-handler": x.id },
-      h("td", { class: "mono" }, x.id),
+      h("td", { class: "mono" }, h("a", { href: `#/logs/${encodeURIComponent(x.id)}`, title: `Execution logs of ${x.id}` }, x.id)),
       h("td", { class: "num" }, x.priority),
       h("td", {}, x.name || ""),
       h("td", { class: "mono" }, x.events.join(", ")),
