@@ -200,13 +200,13 @@ def test_an_operator_day_in_the_console(dataset_file: Path, tmp_path: Path) -> N
 
             # Dead letters: the count is confirmed before anything is replayed.
             page.get_by_role("link", name="Dead letters").click()
-            expect(page.locator("#dead-summary")).to_have_text("1 dead deliveries match.")
+            expect(page.locator("#dead-summary")).to_have_text("1 dead delivery matches.")
             expect(page.locator("#dead-table")).to_contain_text("HTTP 503; gave up after")
             page.screenshot(path=str(shots / "dead-letters.png"), full_page=True)
             page.get_by_role("button", name="Replay all matching…").click()
-            expect(page.locator("#replay-count")).to_contain_text("1 dead deliveries will be")
+            expect(page.locator("#replay-count")).to_contain_text("1 dead delivery will be replayed")
             page.get_by_role("button", name="Replay 1").click()
-            expect(page.locator("#notice")).to_contain_text("1 dead deliveries replayed")
+            expect(page.locator("#notice")).to_contain_text("1 dead delivery replayed")
             wait_for(
                 lambda: stats(gw)["deliveries_by_state"] == {"delivered": 5},
                 timeout=15,

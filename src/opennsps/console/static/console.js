@@ -46,6 +46,10 @@ function fmtAge(seconds) {
   return `${(seconds / 86400).toFixed(1)} d`;
 }
 
+function deadCount(n) {
+  return `${n} dead ${n === 1 ? "delivery" : "deliveries"}`;
+}
+
 function json(value) {
   return JSON.stringify(value, null, 2);
 }
@@ -679,7 +683,7 @@ async function deadPage(view) {
     field("Died before (UTC)", h("input", { name: "until", type: "datetime-local" })),
     h("button", { type: "submit", class: "primary" }, "Show"),
     can("operator") ? h("button", { type: "button", id: "replay-dead", onclick: bulkReplay }, "Replay all matching…") : null);
-  view.append(h("h1", {}, "Dead letters"), h("p", { class: "muted" }, "Deliveries that gave up after their whole retry schedule, or were refused by the connector for good are under Execution logs (outcome rejected)."), form, summary, table);
+  view.append(h("h1", {}, "Dead letters"), h("p", { class: "muted" }, "Deliveries that gave up after their whole retry schedule. (Those a connector refused for good are in the execution logs, outcome rejected.)"), form, summary, table);
 
   function filter() {
     const v = formValues(form);
@@ -688,7 +692,7 @@ async function deadPage(view) {
   async function load() {
     const f = filter();
     const found = await api("GET", "dead" + query({ ...f, limit: 100 }));
-    summary.textContent = `${found.total} dead deliveries match.`;
+    summary.textContent = `${deadCount(found.total)} ${found.total === 1 ? "matches" : "match"}.`;
     fill(table, h("table", { id: "dead-table" },
       h("thead", {}, h("tr", {}, ["Died", "Handler", "Event", "Variables", "Attempts", "Reason", ""].map((t) => h("th", {}, t)))),
       h("tbody", {}, found.items.length ? found.items.map((d) => h("tr", {},
@@ -705,13 +709,13 @@ async function deadPage(view) {
     const counted = await api("POST", "dead/replay", { ...f, dry_run: true });
     const dialog = h("dialog", { "aria-label": "Confirm replay" },
       h("h2", {}, "Replay dead deliveries"),
-      h("p", { id: "replay-count" }, `${counted.matching} dead deliveries will be replayed: each goes out again with fresh PortaBilling data and a new retry schedule.`),
+      h("p", { id: "replay-count" }, `${deadCount(counted.matching)} will be replayed: each goes out again with fresh PortaBilling data and a new retry schedule.`),
       h("p", { class: "actions" },
         h("button", {
           type: "button", class: "primary", disabled: counted.matching === 0,
           onclick: async () => {
             dialog.close();
-            await act((r) => `${r.replayed} dead deliveries replayed`, () => api("POST", "dead/replay", f));
+            await act((r) => `${deadCount(r.replayed)} replayed`, () => api("POST", "dead/replay", f));
             load();
           },
         }, `Replay ${counted.matching}`),
