@@ -24,6 +24,11 @@ from opennsps.domain.routing import validate_pattern
 ENV_PREFIX = "OPENNSPS_"
 ENV_CONFIG_PATH = "OPENNSPS_CONFIG"
 ENV_NESTING = "__"
+# OPENNSPS_* variables that are not configuration overrides: the config file's path, the
+# token of `opennsps connector serve`, and the trace ids a script handler receives.
+ENV_NOT_OVERRIDES = frozenset(
+    {ENV_CONFIG_PATH, "OPENNSPS_CONNECTOR_TOKEN", "OPENNSPS_REQUEST_ID", "OPENNSPS_UNIQUE_ID"}
+)
 DEFAULT_CONFIG_FILE = "opennsps.yaml"
 
 
@@ -406,7 +411,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _environment_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any]]:
     found = []
     for name, raw in sorted(env.items()):
-        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_PATH:
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_OVERRIDES:
             continue
         keys = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
         if not all(keys):

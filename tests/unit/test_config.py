@@ -48,6 +48,10 @@ def test_environment_overrides_nested_keys(tmp_path: Path) -> None:
         "OPENNSPS_INGRESS__SOURCES__PROD__AUTH__PASSWORD": "12345",
         "OPENNSPS_STORE__URL": "postgresql://u:pw@db/opennsps",
         "OPENNSPS_CONFIG": "ignored-as-a-key",
+        # Not overrides: a connector service's token and a script handler's trace ids.
+        "OPENNSPS_CONNECTOR_TOKEN": "connector-token-0123456789",
+        "OPENNSPS_REQUEST_ID": "463ac35c9f6413ad48485a3953bb6124",
+        "OPENNSPS_UNIQUE_ID": "r-1",
     }
     settings = load_settings(path, environ=env)
     assert settings.server.port == 9000
