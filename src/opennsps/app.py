@@ -17,6 +17,7 @@ from opennsps.console.api import install_api_errors
 from opennsps.console.api import router as api_router
 from opennsps.console.auth import TokenAuthenticator
 from opennsps.console.sessions import Sessions
+from opennsps.console.throttle import LoginThrottle
 from opennsps.console.users import UserStore
 from opennsps.console.web import console_assets
 from opennsps.console.web import router as console_router
@@ -93,6 +94,9 @@ def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
         UserStore(event_store.engine),
         lifetime_seconds=settings.console.session_hours * 3600,
     )
+    # Failed console logins: 5 per user name, 25 per client address, in 5 minutes.
+    app.state.login_throttle_user = LoginThrottle(max_failures=5)
+    app.state.login_throttle_address = LoginThrottle(max_failures=25)
     install_error_handlers(app)
     install_api_errors(app)
     app.router.add_route("/health", health, methods=["GET"])

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from opennsps.cli import app as cli
 from opennsps.config import Settings
+from opennsps.console.throttle import LoginThrottle
 from opennsps.console.users import UserError, UserStore
 from opennsps.store.event_store import EventStore
 from opennsps.store.handlers import HandlerStore
@@ -294,3 +295,42 @@ def test_a_handler_saved_as_shown_keeps_its_secrets(tmp_path: Path) -> None:
         options = handlers.get("radius").definition.python.options  # type: ignore[union-attr]
         assert options["provisioning_key"] == "k-new-7890"
         assert options["database"] == "postgresql+psycopg://radius:pa55@db/radius"
+
+
+def test_repeated_failed_logins_are_slowed_down(tmp_path: Path) -> None:
+    data = gateway_config(f"sqlite:///{tmp_path / 'store.db'}", "http://127.0.0.1:9", [])
+    with gateway(Settings.model_validate(data)) as gw:
+        users = users_of(gw)
+        users.add("ops", "operator-pass-1", "operator")
+        users.add("ann", "another-pass-1", "viewer")
+
+        def attempt(name: str, password: str) -> httpx.Response:
+            return httpx.post(
+                f"{gw.url}/console/login",
+                json={"username": name, "password": password},
+                timeout=10,
+            )
+
+        assert [attempt("ops", f"guess-{n}").status_code for n in range(5)] == [401] * 5
+        refused = attempt("ops", "operator-pass-1")  # even the right password, for now
+        assert refused.status_code == 429
+        assert "too many failed logins" in refused.json()["message"]
+        assert 290 <= int(refused.headers["retry-after"]) <= 301
+        assert attempt("OPS", "operator-pass-1").status_code == 429  # names are one key
+        assert attempt("ann", "another-pass-1").status_code == 200  # others are not held
+
+
+def test_the_login_throttle_forgets_after_its_window() -> None:
+    now = [1000.0]
+    throttle = LoginThrottle(max_failures=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert throttle.wait_seconds("u") == 0
+        throttle.failed("u")
+    assert throttle.wait_seconds("u") == 60
+    now[0] += 59
+    assert throttle.wait_seconds("u") == 1
+    now[0] += 1.5
+    assert throttle.wait_seconds("u") == 0
+    throttle.failed("u")
+    throttle.succeeded("u")
+    assert throttle.wait_seconds("u") == 0

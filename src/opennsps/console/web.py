@@ -14,6 +14,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.staticfiles import StaticFiles
 
 from opennsps.console.sessions import COOKIE, Session, SessionRefused, Sessions
+from opennsps.console.throttle import LoginThrottle
 from opennsps.http_errors import error_response
 from opennsps.logging import get_logger
 
@@ -60,10 +61,26 @@ def console_page() -> Response:
 @router.post("/login")
 def login(request: Request, body: Login) -> Response:
     sessions = _sessions(request)
+    per_user: LoginThrottle = request.app.state.login_throttle_user
+    per_address: LoginThrottle = request.app.state.login_throttle_address
+    user_key = body.username.lower()
+    address = request.client.host if request.client else ""
+    wait = max(per_user.wait_seconds(user_key), per_address.wait_seconds(address))
+    if wait > 0:
+        log.warning("console login refused: too many failures", user=body.username)
+        return error_response(
+            429,
+            f"too many failed logins; try again in {int(wait) + 1} s",
+            "too_many_attempts",
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
     user = sessions.users.verify(body.username, body.password)
     if user is None:
+        per_user.failed(user_key)
+        per_address.failed(address)
         log.warning("console login refused", user=body.username)
         return error_response(401, "wrong user name or password", "unauthorized")
+    per_user.succeeded(user_key)
     token, session = sessions.issue(user.username)
     log.info("console login", user=user.username, role=user.role)
     answer = JSONResponse(_session_body(session), headers={"Cache-Control": "no-store"})
