@@ -2,8 +2,8 @@
 attempts, through the real management API (`opennsps serve`, SQLite), against a baseline
 measured in the same run: fetching one attempt by its id.
 
-Target: every search's first page (and a page 100 pages deep) answers in < 100 ms at the
-median, so the console stays usable on millions of rows.
+Target: every search's first page (and a page 100 pages deep) and the dashboard's figures
+answer in < 100 ms at the median, so the console stays usable on millions of rows.
 """
 
 from __future__ import annotations
@@ -202,6 +202,9 @@ def measure(url: str) -> dict[str, Any]:
         ),
         "page 100 deep": ("/api/v1/attempts", {"before": ATTEMPTS - 100 * 50}),
         "dead letters": ("/api/v1/dead", {}),
+        "dashboard stats": ("/api/v1/stats", {}),
+        "dashboard hour series": ("/api/v1/stats/series", {"window": "hour"}),
+        "dashboard day series": ("/api/v1/stats/series", {"window": "day"}),
     }
     with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
         baseline = _median_ms(client, "/api/v1/attempts/1", {})

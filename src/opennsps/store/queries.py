@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, Engine, Integer, Select, and_, cast, func, select
+from sqlalchemy import BigInteger, Engine, Integer, Select, and_, cast, func, literal_column, select
+from sqlalchemy.sql.elements import ColumnClause
 
 from opennsps.store.schema import attempts, deliveries, events
 
@@ -161,6 +162,12 @@ def jsonable(mapping: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
             continue
         out[key] = value.isoformat() if isinstance(value, datetime) else value
     return out
+
+
+def _states(*names: str) -> list[ColumnClause[str]]:
+    """States written into the SQL as literals: with bound values SQLite does not use the
+    state index (the oldest-pending lookup took 114 ms on a million deliveries, not 0.1)."""
+    return [literal_column(f"'{name}'") for name in names]
 
 
 def _epoch_seconds(dialect: str) -> Any:
@@ -394,13 +401,13 @@ class Queries:
             depth: dict[str, dict[str, int]] = {}
             for handler_id, state, count in connection.execute(
                 select(deliveries.c.handler_id, deliveries.c.state, func.count())
-                .where(deliveries.c.state.in_(("pending", "in_flight", "waiting", "dead")))
+                .where(deliveries.c.state.in_(_states("pending", "in_flight", "waiting", "dead")))
                 .group_by(deliveries.c.handler_id, deliveries.c.state)
             ):
                 depth.setdefault(handler_id, {})[state] = count
             oldest = connection.execute(
                 select(func.min(deliveries.c.created_at)).where(
-                    deliveries.c.state.in_(("pending", "in_flight"))
+                    deliveries.c.state.in_(_states("pending", "in_flight"))
                 )
             ).scalar()
             totals: dict[str, int] = {
