@@ -189,7 +189,7 @@ def resume_handler(request: Request, handler_id: str, _: Operator) -> dict[str, 
 def replay_dead(request: Request, handler_id: str, _: Operator) -> dict[str, int]:
     pipeline = _pipeline(request)
     pipeline.handler_store.get(handler_id)  # 404 for an unknown handler
-    count = pipeline.replayer.dead_of_handler(handler_id, _now())
+    count = pipeline.replayer.dead(DeadFilter(handler_id=handler_id), _now(), limit=None)
     pipeline.wake()
     return {"replayed": count}
 

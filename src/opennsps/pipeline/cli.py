@@ -29,7 +29,13 @@ from opennsps.cli_support import (
 from opennsps.console.api import handler_view
 from opennsps.pipeline.reconcile_cli import reconcile
 from opennsps.store.handlers import HandlerNotFound, HandlerStatus, HandlerStore
-from opennsps.store.queries import DELIVERY_STATES, EVENT_STATES, EventFilter, Queries
+from opennsps.store.queries import (
+    DELIVERY_STATES,
+    EVENT_STATES,
+    DeadFilter,
+    EventFilter,
+    Queries,
+)
 from opennsps.store.replay import Replayer
 
 handlers_app = typer.Typer(help="List and switch handlers.", no_args_is_help=True)
@@ -190,7 +196,7 @@ def replay(
                 raise _fail(f"no replayable delivery {delivery} (unknown, or in flight now)")
             count = 1
         elif dead is not None:
-            count = replayer.dead_of_handler(dead, now)
+            count = replayer.dead(DeadFilter(handler_id=dead), now, limit=None)
         else:
             f = EventFilter(
                 event_type=event_type, i_account=account, state=state, since=parse_since(since)

@@ -41,26 +41,14 @@ class Replayer:
         with write_transaction(self.engine) as connection:
             return bool(self._reset(connection, deliveries.c.id == delivery_id, now))
 
-    def dead_of_handler(self, handler_id: str, now: datetime) -> int:
+    def dead(self, f: DeadFilter, now: datetime, *, limit: int | None = 10_000) -> int:
+        """Replay the dead deliveries a dead-letter filter finds (the oldest `limit` of
+        them; all with None)."""
+        chosen = dead_query(f).with_only_columns(deliveries.c.id).order_by(deliveries.c.id)
+        if limit is not None:
+            chosen = chosen.limit(limit)
         with write_transaction(self.engine) as connection:
-            return self._reset(
-                connection,
-                (deliveries.c.handler_id == handler_id) & (deliveries.c.state == "dead"),
-                now,
-            )
-
-    def dead(self, f: DeadFilter, now: datetime, *, limit: int = 10_000) -> int:
-        """Replay the dead deliveries a dead-letter filter finds (at most `limit`)."""
-        with write_transaction(self.engine) as connection:
-            ids = list(
-                connection.execute(
-                    dead_query(f)
-                    .with_only_columns(deliveries.c.id)
-                    .order_by(deliveries.c.id)
-                    .limit(limit)
-                ).scalars()
-            )
-            return self._reset(connection, deliveries.c.id.in_(ids), now) if ids else 0
+            return self._reset(connection, deliveries.c.id.in_(chosen.scalar_subquery()), now)
 
     def matching(
         self, f: EventFilter, now: datetime, *, handler_id: str | None = None, limit: int = 10_000
