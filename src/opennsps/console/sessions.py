@@ -19,7 +19,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from opennsps.console.roles import Caller
-from opennsps.console.users import UserStore
+from opennsps.console.users import ConsoleUser, UserStore
 from opennsps.store.schema import runtime_flags
 
 COOKIE = "opennsps_session"
@@ -71,10 +71,8 @@ class Sessions:
             self._key = session_key(self.engine)
         return self._key
 
-    def issue(self, username: str) -> tuple[str, Session]:
-        user = self.users.get(username)
-        if user is None:
-            raise SessionRefused(f"no user {username!r}")
+    def issue(self, user: ConsoleUser) -> tuple[str, Session]:
+        """A session for a user who just proved who they are."""
         now = time.time()
         session = Session(
             Caller(user.username, user.role), secrets.token_urlsafe(24), now + self.lifetime

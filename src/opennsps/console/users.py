@@ -120,11 +120,8 @@ class UserStore:
             raise UserError(f"no user {username!r}")
 
     def get(self, username: str) -> ConsoleUser | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(
-                select(console_users).where(console_users.c.username == username)
-            ).first()
-        return _user(row._mapping) if row is not None else None
+        row = self._row(username)
+        return _user(row) if row is not None else None
 
     def list(self) -> list[ConsoleUser]:
         with self.engine.connect() as connection:
@@ -133,14 +130,18 @@ class UserStore:
 
     def verify(self, username: str, password: str) -> ConsoleUser | None:
         """The user if the password is theirs; None otherwise (same work either way)."""
+        row = self._row(username)
+        stored = row["password_hash"] if row is not None else _NOBODY
+        if not password_matches(password, stored) or row is None:
+            return None
+        return _user(row)
+
+    def _row(self, username: str) -> RowMapping | None:
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(console_users).where(console_users.c.username == username)
             ).first()
-        stored = row._mapping["password_hash"] if row is not None else _NOBODY
-        if not password_matches(password, stored) or row is None:
-            return None
-        return _user(row._mapping)
+        return row._mapping if row is not None else None
 
     def _update(self, username: str, **values: str) -> None:
         with self.engine.begin() as connection:

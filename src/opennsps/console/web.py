@@ -81,7 +81,7 @@ def login(request: Request, body: Login) -> Response:
         log.warning("console login refused", user=body.username)
         return error_response(401, "wrong user name or password", "unauthorized")
     per_user.succeeded(user_key)
-    token, session = sessions.issue(user.username)
+    token, session = sessions.issue(user)
     log.info("console login", user=user.username, role=user.role)
     answer = JSONResponse(_session_body(session), headers={"Cache-Control": "no-store"})
     answer.set_cookie(
