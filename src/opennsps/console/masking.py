@@ -43,14 +43,15 @@ def masked_definition(definition: HandlerConfig) -> dict[str, Any]:
 def _kept(new: Any, old: Any) -> Any:
     """`new`, where every part equal to the masked form of the same part of `old` is `old`."""
     if isinstance(new, dict) and isinstance(old, dict):
-        return {
-            k: old[k]
-            if k in old and SECRET_OPTION.search(str(k)) and v == REDACTED
-            else _kept(v, old[k])
-            if k in old
-            else v
-            for k, v in new.items()
-        }
+        kept = {}
+        for k, v in new.items():
+            if k not in old:
+                kept[k] = v
+            elif SECRET_OPTION.search(str(k)) and v == REDACTED:
+                kept[k] = old[k]
+            else:
+                kept[k] = _kept(v, old[k])
+        return kept
     if isinstance(new, list) and isinstance(old, list) and len(new) == len(old):
         return [_kept(v, o) for v, o in zip(new, old, strict=True)]
     if isinstance(new, str) and isinstance(old, str) and new != old and new == redact(old, ()):

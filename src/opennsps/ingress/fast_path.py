@@ -26,11 +26,9 @@ class _IngressEndpoint:
         self.ingress = ingress
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        source = path[len(PATH) + 1 :] if path.startswith(PATH + "/") else None
-        if (source is not None and (not source or "/" in source)) or (
-            source is None and path != PATH
-        ):
+        path: str = scope["path"]  # PATH or PATH/... (IngressFirst checked)
+        source = path[len(PATH) + 1 :] if len(path) > len(PATH) else None
+        if source is not None and (not source or "/" in source):
             response = error_response(404, f"no route {path[:200]}", "not_found")
         elif scope["method"] != "POST":
             response = error_response(

@@ -36,6 +36,13 @@ def _immediate_sqlite_writes(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _stale_name(linked: str | None, wanted: RadiusUser | None) -> str | None:
+    """The user name this account was provisioned under and no longer has, if any."""
+    if linked is None or (wanted is not None and wanted.username == linked):
+        return None
+    return linked
+
+
 class RadiusConnector(Connector):
     status_group = "Netaccess"
 
@@ -61,9 +68,9 @@ class RadiusConnector(Connector):
         wanted = desired_user(pb_data, self.settings)
         linked = await self.links.key_of(i_account)
         removed = None
-        stale = linked is not None and (wanted is None or linked != wanted.username)
-        if stale and linked is not None and await self._owned_only_by(linked, i_account):
-            removed = linked if await asyncio.to_thread(self.tables.remove, linked) else None
+        stale = _stale_name(linked, wanted)
+        if stale is not None and await self._owned_only_by(stale, i_account):
+            removed = stale if await asyncio.to_thread(self.tables.remove, stale) else None
         action = "absent"
         if wanted is not None:
             action = await asyncio.to_thread(self.tables.converge, wanted)
@@ -88,10 +95,9 @@ class RadiusConnector(Connector):
         if wanted is not None:
             actual = await asyncio.to_thread(self.tables.read, wanted.username)
             found.extend(wanted.differences(actual))
-        linked = await self.links.key_of(i_account)
-        stale = linked is not None and (wanted is None or linked != wanted.username)
-        if stale and await asyncio.to_thread(self.tables.read, str(linked)) is not None:
-            found.append(f"user {linked!r} is still in FreeRADIUS but no longer this account's")
+        stale = _stale_name(await self.links.key_of(i_account), wanted)
+        if stale is not None and await asyncio.to_thread(self.tables.read, stale) is not None:
+            found.append(f"user {stale!r} is still in FreeRADIUS but no longer this account's")
         return found
 
     async def orphans(self) -> list[str]:
