@@ -4,13 +4,13 @@ nowhere."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from opennsps.config import HandlerConfig
 from opennsps.connectors.factory import build_connector
 from opennsps.connectors.payload import nsps_event
+from opennsps.domain.ids import random_trace_id, random_uuid
 from opennsps.pipeline.dispatch import Dispatcher
 from opennsps.store.deliveries import ClaimedDelivery
 
@@ -36,13 +36,13 @@ async def send_sample(
         reported_status=None,
         created_at=now,
         event_seq=0,
-        event_id=f"test-{uuid.uuid4()}",
+        event_id=f"test-{random_uuid()}",
         source=source,
         event_type=event_type,
         variables=variables,
         received_at=now,
-        request_id=uuid.uuid4().hex,
-        unique_id=str(uuid.uuid4()),
+        request_id=random_trace_id(),
+        unique_id=random_uuid(),
     )
     connector = build_connector(handler)
     try:
