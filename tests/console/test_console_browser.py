@@ -216,6 +216,9 @@ def test_an_operator_day_in_the_console(dataset_file: Path, tmp_path: Path) -> N
             page.get_by_role("link", name="Handlers").click()
             expect(row).to_contain_text("%")
             page.screenshot(path=str(shots / "handlers.png"), full_page=True)
+            row.get_by_role("link", name="crm").click()  # that handler's execution log
+            expect(page.locator("select[name=handler_id]")).to_have_value("crm")
+            expect(page.locator("#attempts-table tbody tr").first).to_contain_text("crm")
 
             # The event page shows the ESPF event, trace ids and each attempt.
             page.get_by_role("link", name="Events").click()

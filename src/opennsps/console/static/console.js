@@ -536,8 +536,7 @@ function testSend(handler) {
 
 async function logsPage(view, args) {
   const handlers = await api("GET", "handlers");
-  const params = Object.fromEntries(new URLSearchParams(location.hash.split("?")[1] || ""));
-  if (args[0] && !params.handler_id) params.handler_id = args[0];
+  const handlerId = args[0] || "";  // #/logs/<handler>: that handler's execution log
   const table = h("div", { class: "wrap" });
   const detail = h("div", { class: "detail", id: "attempt-detail" });
   const pager = h("div", { class: "pager" });
@@ -545,10 +544,10 @@ async function logsPage(view, args) {
     class: "filters", role: "search",
     onsubmit: (e) => { e.preventDefault(); load(null); },
   },
-    field("Event type", h("input", { name: "event_type", placeholder: "Subscriber/*", value: params.event_type || "" })),
-    field("Handler", h("select", { name: "handler_id" }, h("option", { value: "" }, "any"), handlers.map((x) => h("option", { value: x.id, selected: params.handler_id === x.id }, x.id)))),
+    field("Event type", h("input", { name: "event_type", placeholder: "Subscriber/*" })),
+    field("Handler", h("select", { name: "handler_id" }, h("option", { value: "" }, "any"), handlers.map((x) => h("option", { value: x.id, selected: handlerId === x.id }, x.id)))),
     field("Handler type", h("select", { name: "handler_type" }, ["", "http", "script", "python", "template"].map((t) => h("option", { value: t }, t || "any")))),
-    field("Outcome", h("select", { name: "outcome" }, ["", "delivered", "waiting", "retry", "rejected", "dead"].map((t) => h("option", { value: t, selected: params.outcome === t }, t || "any")))),
+    field("Outcome", h("select", { name: "outcome" }, ["", "delivered", "waiting", "retry", "rejected", "dead"].map((t) => h("option", { value: t }, t || "any")))),
     field("Account (i_account)", h("input", { name: "i_account", inputmode: "numeric" })),
     field("MSISDN", h("input", { name: "msisdn" })),
     field("IMSI", h("input", { name: "imsi" })),
