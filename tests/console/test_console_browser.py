@@ -224,7 +224,10 @@ def test_an_operator_day_in_the_console(dataset_file: Path, tmp_path: Path) -> N
             page.get_by_role("link", name="Events").click()
             page.get_by_label("Account (i_account)").fill(str(DYING_ACCOUNT))
             page.get_by_role("button", name="Search").click()
-            page.locator("#events-table tbody tr").first.click()
+            found_events = page.locator("#events-table tbody tr")
+            expect(found_events).to_have_count(1)  # the search has answered
+            expect(found_events.first).to_contain_text(f'"i_account":{DYING_ACCOUNT}')
+            found_events.first.click()
             expect(page.get_by_role("heading", name="Deliveries")).to_be_visible()
             expect(page.locator("main")).to_contain_text("x-b3-traceid")
             expect(page.locator(".timeline")).to_contain_text("dead")
