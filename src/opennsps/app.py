@@ -27,6 +27,7 @@ from opennsps.ingress.fast_path import IngressFirst
 from opennsps.ingress.trace import TraceIdMiddleware
 from opennsps.logging import get_logger
 from opennsps.ops.endpoints import health, prometheus_metrics, readiness
+from opennsps.ops.heap import freeze_startup_heap
 from opennsps.pipeline.runtime import Pipeline
 from opennsps.store.event_store import EventStore
 
@@ -46,8 +47,14 @@ class GatewayApp(FastAPI):
             await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
-    """Build the application; the store is opened (and migrated) when the app starts."""
+def create_app(
+    settings: Settings, store: EventStore | None = None, *, owns_process: bool = False
+) -> FastAPI:
+    """Build the application; the store is opened (and migrated) when the app starts.
+
+    `owns_process`: the application is this process's only job (`opennsps serve`), so
+    what exists once it has started lives until the process ends (see freeze_startup_heap).
+    """
     event_store = store if store is not None else EventStore(settings.store)
     pipeline = Pipeline(settings, event_store.engine)
 
@@ -58,6 +65,8 @@ def create_app(settings: Settings, store: EventStore | None = None) -> FastAPI:
         await run_in_threadpool(event_store.open, apply_migrations=False)
         if settings.pipeline.enabled:
             await pipeline.start()
+        if owns_process:
+            freeze_startup_heap()
         log.info(
             "opennsps started",
             version=__version__,

@@ -60,7 +60,7 @@ def serve(
     configure_logging(settings.logging.level)
     store = store_or_exit(settings)
     uvicorn.run(
-        create_app(settings, store),
+        create_app(settings, store, owns_process=True),
         host=host or settings.server.host,
         port=port if port is not None else settings.server.port,
         log_config=None,

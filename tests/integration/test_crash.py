@@ -124,5 +124,10 @@ def test_sigkill_mid_burst_loses_no_accepted_event(tmp_path: Path, store_url: st
     handled = [line for line in lines if line.get("event", "").startswith("espf event")]
     assert len(handled) >= KILL_AFTER_ACCEPTED, f"{len(handled)} request lines logged"
     assert all(line["request_id"] and line["unique_id"] for line in handled)
+    # Each start froze its start-up heap before it served (ops/heap.py).
+    events = [line.get("event") for line in lines]
+    frozen = [line for line in lines if line.get("event") == "start-up heap frozen"]
+    assert len(frozen) == 2 and all(line["objects"] > 50_000 for line in frozen)
+    assert events.index("start-up heap frozen") < events.index("opennsps started")
     assert f"username:{BASIC_PASSWORD}" not in text
     assert "Authorization" not in text
