@@ -38,10 +38,15 @@ def error_response(
     error_type: ErrorType | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    chosen = error_type or _TYPE_OF_STATUS.get(
+    chosen = error_type or error_type_for(status_code)
+    return json_response(error_body(message, error, chosen), status_code, headers)
+
+
+def error_type_for(status_code: int) -> ErrorType:
+    """The ErrorResponse `type` an error status has unless a caller says otherwise."""
+    return _TYPE_OF_STATUS.get(
         status_code, ErrorType.INTERNAL if status_code >= 500 else ErrorType.VALIDATION
     )
-    return json_response(error_body(message, error, chosen), status_code, headers)
 
 
 class ApiError(Exception):

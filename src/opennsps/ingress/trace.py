@@ -7,6 +7,7 @@ while the request is handled, and returned in the response headers.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -25,9 +26,30 @@ _SAFE_ID = re.compile(r"[\x21-\x7e]{1,128}")
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
-            text: str = value.decode("latin-1").strip()
-            return text if _SAFE_ID.fullmatch(text) else None
+            return _usable(value.decode("latin-1"))
     return None
+
+
+def _usable(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = value.strip()
+    return text if _SAFE_ID.fullmatch(text) else None
+
+
+def ids_from_headers(headers: Mapping[str, str]) -> tuple[str, str]:
+    """(request_id, unique_id) from already-read headers, each generated when absent."""
+    request_id = _usable(headers.get(TRACE_HEADER)) or random_trace_id()
+    unique_id = _usable(headers.get(REQUEST_ID_HEADER)) or random_uuid()
+    return request_id, unique_id
+
+
+def response_headers(request_id: str, unique_id: str) -> list[tuple[bytes, bytes]]:
+    """The trace ids as the answer returns them."""
+    return [
+        (TRACE_HEADER_BYTES, request_id.encode()),
+        (REQUEST_ID_HEADER_BYTES, unique_id.encode()),
+    ]
 
 
 def trace_ids(scope: Scope) -> tuple[str, str]:
@@ -49,10 +71,7 @@ class TraceIdMiddleware:
         scope.setdefault("state", {})
         scope["state"]["request_id"] = request_id
         scope["state"]["unique_id"] = unique_id
-        extra = [
-            (TRACE_HEADER_BYTES, request_id.encode()),
-            (REQUEST_ID_HEADER_BYTES, unique_id.encode()),
-        ]
+        extra = response_headers(request_id, unique_id)
 
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":
