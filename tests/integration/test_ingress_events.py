@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -291,3 +292,45 @@ def test_generated_ids_are_version_4_uuids() -> None:
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
     trace = random_trace_id()
     assert len(trace) == 32 and int(trace, 16) >= 0
+
+
+def test_stored_event_ids_are_version_7_uuids_in_time_order(gateway: str) -> None:
+    import uuid
+
+    from opennsps.domain.ids import time_ordered_uuid
+
+    made = [time_ordered_uuid() for _ in range(2000)]
+    assert len(set(made)) == 2000
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (7, uuid.RFC_4122, text)
+    # Their first 48 bits are the Unix time in milliseconds: ids of later events sort later.
+    millis = [int(text.replace("-", "")[:12], 16) for text in made]
+    assert millis == sorted(millis)
+    first = post(f"{gateway}/espf/events", event_body(1)).json()["event_id"]
+    time.sleep(0.002)
+    second = post(f"{gateway}/espf/events", event_body(2)).json()["event_id"]
+    assert uuid.UUID(first).version == 7 and first < second
+
+
+def test_a_client_gone_mid_body_stores_nothing_and_the_ingress_carries_on(
+    gateway: str, store: EventStore
+) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(gateway)
+    body = json.dumps(event_body(1)).encode()
+    head = (
+        f"POST /espf/events HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        f"Authorization: {AUTH['Authorization']}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+        sock.sendall(head + body[:10])
+        time.sleep(0.2)
+    time.sleep(0.2)
+    assert store.count_events() == 0
+    assert store.list_rejected() == []
+    assert post(f"{gateway}/espf/events", event_body(1)).status_code == 200
+    assert store.count_events() == 1
