@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import orjson
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 SECRET_KEYS = frozenset(
     {"password", "token", "authorization", "secret", "credentials", "signature", "api_key"}
@@ -16,10 +17,20 @@ SECRET_KEYS = frozenset(
 REDACTED = "[redacted]"
 
 
+# Field names already seen not to name a secret (field names come from the code, so the
+# set stays small; it is capped anyway).
+_SAFE_KEYS: set[str] = set()
+_SAFE_KEYS_LIMIT = 2048
+
+
 def _redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
+    if _SAFE_KEYS.issuperset(event_dict):
+        return event_dict
     for key in event_dict:
         if key.lower() in SECRET_KEYS:
             event_dict[key] = REDACTED
+        elif len(_SAFE_KEYS) < _SAFE_KEYS_LIMIT:
+            _SAFE_KEYS.add(key)
     return event_dict
 
 
@@ -29,6 +40,7 @@ def _render(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
     """Send structlog and standard-library records (uvicorn, alembic) to one JSON stream."""
+    _bound.clear()
     out = stream if stream is not None else sys.stdout
     numeric = logging.getLevelName(level.upper())
     shared: list[Any] = [
@@ -64,6 +76,30 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
 
 
-def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
+# The logger each name stands for under the current configuration, made on first use.
+_bound: dict[str, FilteringBoundLogger] = {}
+
+
+def _logger_named(name: str) -> FilteringBoundLogger:
+    logger = _bound.get(name)
+    if logger is None:
+        logger = _bound[name] = structlog.get_logger(name).bind()
     return logger
+
+
+class _Logger:
+    """What get_logger returns: a module can hold it from import time, before logging is
+    configured. structlog's own lazy proxy builds a new logger on every call (a fifth of
+    a log line's cost); this one keeps it until configure_logging runs again."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(_logger_named(self._name), attribute)
+
+
+def get_logger(name: str) -> FilteringBoundLogger:
+    return cast(FilteringBoundLogger, _Logger(name))

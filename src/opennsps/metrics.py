@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_RECEIVED = Counter(
@@ -9,6 +11,14 @@ EVENTS_RECEIVED = Counter(
     "ESPF ingress requests by event type and outcome.",
     ["event_type", "outcome"],
 )
+
+
+@lru_cache(maxsize=4096)
+def events_received(event_type: str, outcome: str) -> Counter:
+    """The EVENTS_RECEIVED series of one event type and outcome (looked up once each)."""
+    return EVENTS_RECEIVED.labels(event_type, outcome)
+
+
 INGRESS_LATENCY = Histogram(
     "opennsps_ingress_latency_seconds",
     "Time from the start of an ESPF request to its answer.",

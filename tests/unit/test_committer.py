@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
-from opennsps.store.committer import CommitterStopped, LoopCommitter, RetryLater, ThreadCommitter
+from opennsps.store.committer import (
+    CommitterStopped,
+    CommitTimedOut,
+    LoopCommitter,
+    RetryLater,
+    ThreadCommitter,
+)
 
 
 class Recorder:
@@ -26,6 +33,13 @@ class Recorder:
         return [ValueError("bad") if item < 0 else item * 10 for item in items]
 
 
+def make(kind: type, write: object, **options: object) -> Any:
+    """Either committer; the loop committer times its own items out."""
+    if kind is LoopCommitter:
+        options.setdefault("timeout", 5.0)
+    return kind(write, **options)
+
+
 async def submit_all(
     committer: LoopCommitter[int, int] | ThreadCommitter[int, int], items: list[int]
 ) -> list[object]:
@@ -36,7 +50,7 @@ async def submit_all(
 @pytest.mark.parametrize("kind", [LoopCommitter, ThreadCommitter])
 def test_concurrent_items_share_batches_and_each_gets_its_own_outcome(kind: type) -> None:
     recorder = Recorder()
-    committer = kind(recorder.write, max_batch=50)
+    committer = make(kind, recorder.write, max_batch=50)
     committer.start()
     try:
         results = asyncio.run(submit_all(committer, [1, 2, -3, 4] * 25))
@@ -52,7 +66,7 @@ def test_concurrent_items_share_batches_and_each_gets_its_own_outcome(kind: type
 @pytest.mark.parametrize("kind", [LoopCommitter, ThreadCommitter])
 def test_a_busy_database_is_retried_not_failed(kind: type) -> None:
     recorder = Recorder(busy_times=3)
-    committer = kind(recorder.write, max_batch=10)
+    committer = make(kind, recorder.write, max_batch=10)
     committer.start()
     try:
         assert asyncio.run(submit_all(committer, [1, 2, 3])) == [10, 20, 30]
@@ -65,7 +79,7 @@ def test_a_whole_batch_failure_answers_every_caller(kind: type) -> None:
     def broken(items: Sequence[int]) -> list[int]:
         raise OSError("disk gone")
 
-    committer = kind(broken, max_batch=10)
+    committer = make(kind, broken, max_batch=10)
     committer.start()
     try:
         results = asyncio.run(submit_all(committer, [1, 2, 3]))
@@ -76,7 +90,7 @@ def test_a_whole_batch_failure_answers_every_caller(kind: type) -> None:
 
 @pytest.mark.parametrize("kind", [LoopCommitter, ThreadCommitter])
 def test_submit_after_stop_is_refused(kind: type) -> None:
-    committer = kind(Recorder().write, max_batch=10)
+    committer = make(kind, Recorder().write, max_batch=10)
     committer.start()
     committer.stop()
 
@@ -89,7 +103,7 @@ def test_submit_after_stop_is_refused(kind: type) -> None:
 
 def test_a_caller_that_gave_up_is_not_written() -> None:
     recorder = Recorder()
-    committer: LoopCommitter[int, int] = LoopCommitter(recorder.write, max_batch=10)
+    committer: LoopCommitter[int, int] = LoopCommitter(recorder.write, max_batch=10, timeout=5)
     committer.start()
 
     async def scenario() -> int:
@@ -114,10 +128,32 @@ def test_one_refused_item_is_not_a_failed_batch(kind: type) -> None:
 
     for writer, expected in [(Recorder().write, True), (broken, False)]:
         observed.clear()
-        committer = kind(writer, max_batch=10, observe=observe)
+        committer = make(kind, writer, max_batch=10, observe=observe)
         committer.start()
         try:
             asyncio.run(submit_all(committer, [1, -2, 3]))  # -2 is refused on its own
         finally:
             committer.stop()
         assert observed == [(3, expected)]
+
+
+def test_an_item_kept_waiting_by_a_busy_database_times_out_unwritten() -> None:
+    recorder = Recorder(busy_times=1_000_000)
+    committer: LoopCommitter[int, int] = LoopCommitter(
+        recorder.write, max_batch=10, timeout=0.2, max_retry_delay=0.02
+    )
+    committer.start()
+
+    async def scenario() -> tuple[list[object], float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results = await submit_all(committer, [1, 2])
+        return results, loop.time() - started
+
+    try:
+        results, waited = asyncio.run(scenario())
+    finally:
+        committer.stop()
+    assert all(isinstance(r, CommitTimedOut) for r in results), results
+    assert 0.2 <= waited < 1.0
+    assert recorder.batches == []

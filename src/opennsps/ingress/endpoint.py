@@ -177,7 +177,7 @@ class EspfIngress:
                 400, "invalid_event", f"the store cannot hold this event: {exc}", "invalid"
             ) from exc
         except StoreUnavailable as exc:
-            metrics.EVENTS_RECEIVED.labels(event.event_type, "unavailable").inc()
+            metrics.events_received(event.event_type, "unavailable").inc()
             log.warning(
                 "espf event not stored; answered 503 so ESPF sends it again",
                 source=source.name,
@@ -195,7 +195,7 @@ class EspfIngress:
         label = "duplicate" if outcome.duplicate else "accepted"
         if not outcome.duplicate and self.on_stored is not None:
             self.on_stored()
-        metrics.EVENTS_RECEIVED.labels(event.event_type, label).inc()
+        metrics.events_received(event.event_type, label).inc()
         log.info(
             "espf event " + label,
             source=source.name,
@@ -216,7 +216,7 @@ class EspfIngress:
         body: _ReadBody,
         received_at: datetime,
     ) -> Answer:
-        metrics.EVENTS_RECEIVED.labels("", rejection.outcome).inc()
+        metrics.events_received("", rejection.outcome).inc()
         excerpt_limit = self.config.rejected_body_bytes
         record = RejectedRequest(
             received_at=received_at,

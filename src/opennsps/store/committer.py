@@ -32,6 +32,10 @@ class CommitterStopped(RuntimeError):
     """The committer is not running; nothing was written."""
 
 
+class CommitTimedOut(Exception):
+    """The item was not committed within the committer's timeout; it was not written."""
+
+
 class RetryLater(Exception):
     """Raised by a batch writer when the database is busy: the batch is tried again."""
 
@@ -71,24 +75,32 @@ def _settle(settled: list[tuple[asyncio.Future[Result], Result | BaseException]]
 
 
 class LoopCommitter(Generic[Item, Result]):
-    """Writes on the event loop, one transaction per loop iteration's worth of items."""
+    """Writes on the event loop, one transaction per loop iteration's worth of items.
+
+    An item is only ever kept waiting by a busy database's retries, so the committer
+    times items out itself (CommitTimedOut) when it retries, instead of each caller
+    arming a timer of its own.
+    """
 
     def __init__(
         self,
         write_batch: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
         *,
         max_batch: int,
+        timeout: float,
         observe: BatchObserver | None = None,
         first_retry_delay: float = 0.001,
         max_retry_delay: float = 0.025,
     ) -> None:
         self._write_batch = write_batch
         self._max_batch = max_batch
+        self._timeout = timeout
         self._observe = observe
         self._first_retry_delay = first_retry_delay
         self._max_retry_delay = max_retry_delay
         self._retry_delay = first_retry_delay
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        # (item, its caller's future, the loop time by which it must be committed)
+        self._pending: list[tuple[Item, asyncio.Future[Result], float]] = []
         self._flush_handle: asyncio.Handle | None = None
         self._running = False
 
@@ -101,7 +113,7 @@ class LoopCommitter(Generic[Item, Result]):
             self._flush_handle.cancel()
             self._flush_handle = None
         waiting, self._pending = self._pending, []
-        for _, future in waiting:
+        for _, future, _ in waiting:
             if not future.done():
                 settled: list[tuple[asyncio.Future[Result], Result | BaseException]] = [
                     (future, CommitterStopped("the store is closed"))
@@ -113,29 +125,45 @@ class LoopCommitter(Generic[Item, Result]):
             raise CommitterStopped("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
-        self._pending.append((item, future))
+        self._pending.append((item, future, loop.time() + self._timeout))
         if self._flush_handle is None:
             self._flush_handle = loop.call_soon(self._flush)
         return future
 
     def _flush(self) -> None:
         self._flush_handle = None
-        # Callers that gave up (timed out) are not written.
-        self._pending = [entry for entry in self._pending if not entry[1].cancelled()]
+        self._expire()
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         if not batch:
             return
         try:
-            outcomes = _run_batch(self._write_batch, [i for i, _ in batch], self._observe)
+            outcomes = _run_batch(self._write_batch, [i for i, _, _ in batch], self._observe)
         except RetryLater:
             self._pending[:0] = batch
             self._schedule(self._retry_delay)
             self._retry_delay = min(self._retry_delay * 2, self._max_retry_delay)
             return
         self._retry_delay = self._first_retry_delay
-        _settle([(future, outcome) for (_, future), outcome in zip(batch, outcomes, strict=True)])
+        _settle(
+            [(future, outcome) for (_, future, _), outcome in zip(batch, outcomes, strict=True)]
+        )
         if self._pending:
             self._schedule(0)
+
+    def _expire(self) -> None:
+        """Drop the items whose callers gave up; time out those past their deadline."""
+        now = asyncio.get_running_loop().time()
+        kept: list[tuple[Item, asyncio.Future[Result], float]] = []
+        late: list[tuple[asyncio.Future[Result], Result | BaseException]] = []
+        for entry in self._pending:
+            if entry[1].cancelled():
+                continue
+            if entry[2] < now:
+                late.append((entry[1], CommitTimedOut(f"not committed within {self._timeout:g} s")))
+            else:
+                kept.append(entry)
+        self._pending = kept
+        _settle(late)
 
     def _schedule(self, delay: float) -> None:
         if self._flush_handle is not None or not self._running:

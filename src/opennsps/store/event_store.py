@@ -20,6 +20,7 @@ from opennsps.store import migrate
 from opennsps.store.batch_writer import BatchWriter, WriteItem, WriteResult
 from opennsps.store.committer import (
     CommitterStopped,
+    CommitTimedOut,
     LoopCommitter,
     RetryLater,
     ThreadCommitter,
@@ -66,7 +67,10 @@ class EventStore:
         )
         if self.dialect == "sqlite":
             self._committer = LoopCommitter(
-                self._write_batch, max_batch=config.max_batch, observe=metrics.observe_commit
+                self._write_batch,
+                max_batch=config.max_batch,
+                timeout=config.commit_timeout,
+                observe=metrics.observe_commit,
             )
         else:
             self._committer = ThreadCommitter(
@@ -124,9 +128,11 @@ class EventStore:
         except CommitterStopped as exc:
             raise StoreUnavailable(str(exc)) from exc
         try:
+            if isinstance(self._committer, LoopCommitter):
+                return await future  # it times its items out itself
             async with asyncio.timeout(self.config.commit_timeout):
                 return await future
-        except TimeoutError as exc:
+        except (TimeoutError, CommitTimedOut) as exc:
             raise StoreUnavailable(
                 f"the store did not commit within {self.config.commit_timeout:g} s"
             ) from exc
