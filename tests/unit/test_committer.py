@@ -157,3 +157,44 @@ def test_an_item_kept_waiting_by_a_busy_database_times_out_unwritten() -> None:
     assert all(isinstance(r, CommitTimedOut) for r in results), results
     assert 0.2 <= waited < 1.0
     assert recorder.batches == []
+
+
+def test_items_arriving_over_a_few_loop_iterations_share_one_transaction() -> None:
+    recorder = Recorder()
+    committer: LoopCommitter[int, int] = LoopCommitter(recorder.write, max_batch=100, timeout=5)
+    committer.start()
+
+    async def scenario() -> list[object]:
+        futures = []
+        for wave in range(3):  # as requests reach their commit in successive iterations
+            futures += [committer.submit(wave * 10 + i) for i in range(5)]
+            await asyncio.sleep(0)
+        return list(await asyncio.gather(*futures))
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        committer.stop()
+    assert len(results) == 15
+    assert [len(b) for b in recorder.batches] == [15]
+
+
+def test_a_lone_item_is_written_after_one_idle_iteration() -> None:
+    recorder = Recorder()
+    committer: LoopCommitter[int, int] = LoopCommitter(recorder.write, max_batch=100, timeout=5)
+    committer.start()
+
+    async def scenario() -> int:
+        future = committer.submit(7)
+        for iteration in range(1, 4):
+            await asyncio.sleep(0)
+            if future.done():
+                return iteration
+        return -1
+
+    try:
+        iterations = asyncio.run(scenario())
+    finally:
+        committer.stop()
+    assert iterations in (1, 2, 3), "the lone item was still waiting after three iterations"
+    assert recorder.batches == [[7]]
