@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from opennsps.domain.errors import ErrorType, error_body
 from opennsps.http_errors import error_type_for
-from opennsps.ingress.trace import ids_from_headers
+from opennsps.ingress.trace import REQUEST_ID_HEADER, TRACE_HEADER, ids_from_headers
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
@@ -35,7 +35,9 @@ class IngressRequest:
             if key not in headers:
                 headers[key] = value.decode("latin-1")
         self.headers = headers
-        self.request_id, self.unique_id = ids_from_headers(headers)
+        self.request_id, self.unique_id = ids_from_headers(
+            headers.get(TRACE_HEADER), headers.get(REQUEST_ID_HEADER)
+        )
 
     @property
     def method(self) -> str:

@@ -7,7 +7,6 @@ while the request is handled, and returned in the response headers.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -26,7 +25,8 @@ _SAFE_ID = re.compile(r"[\x21-\x7e]{1,128}")
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
-            return _usable(value.decode("latin-1"))
+            text: str = value.decode("latin-1")
+            return text
     return None
 
 
@@ -37,11 +37,10 @@ def _usable(value: str | None) -> str | None:
     return text if _SAFE_ID.fullmatch(text) else None
 
 
-def ids_from_headers(headers: Mapping[str, str]) -> tuple[str, str]:
-    """(request_id, unique_id) from already-read headers, each generated when absent."""
-    request_id = _usable(headers.get(TRACE_HEADER)) or random_trace_id()
-    unique_id = _usable(headers.get(REQUEST_ID_HEADER)) or random_uuid()
-    return request_id, unique_id
+def ids_from_headers(trace: str | None, request: str | None) -> tuple[str, str]:
+    """(request_id, unique_id) from the request's `x-b3-traceid` and `x-request-id`
+    values, each generated when absent or unusable."""
+    return _usable(trace) or random_trace_id(), _usable(request) or random_uuid()
 
 
 def response_headers(request_id: str, unique_id: str) -> list[tuple[bytes, bytes]]:
@@ -66,8 +65,9 @@ class TraceIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, TRACE_HEADER_BYTES) or random_trace_id()
-        unique_id = _header(scope, REQUEST_ID_HEADER_BYTES) or random_uuid()
+        request_id, unique_id = ids_from_headers(
+            _header(scope, TRACE_HEADER_BYTES), _header(scope, REQUEST_ID_HEADER_BYTES)
+        )
         scope.setdefault("state", {})
         scope["state"]["request_id"] = request_id
         scope["state"]["unique_id"] = unique_id
