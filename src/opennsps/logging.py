@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from typing import Any, TextIO, cast
 
 import orjson
 import structlog
 from structlog.typing import FilteringBoundLogger
+
+from opennsps.utc_text import log_timestamp
 
 SECRET_KEYS = frozenset(
     {"password", "token", "authorization", "secret", "credentials", "signature", "api_key"}
@@ -34,6 +38,41 @@ def _redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> An
     return event_dict
 
 
+# (request_id, unique_id) of the request being handled, for every line logged meanwhile.
+_trace_ids: ContextVar[tuple[str, str] | None] = ContextVar("opennsps_trace_ids", default=None)
+
+
+def bind_trace_ids(request_id: str, unique_id: str) -> Token[tuple[str, str] | None]:
+    """Put the trace ids on every line logged in this context until reset_trace_ids."""
+    return _trace_ids.set((request_id, unique_id))
+
+
+def reset_trace_ids(token: Token[tuple[str, str] | None]) -> None:
+    _trace_ids.reset(token)
+
+
+@contextmanager
+def trace_ids_bound(request_id: str, unique_id: str) -> Iterator[None]:
+    token = bind_trace_ids(request_id, unique_id)
+    try:
+        yield
+    finally:
+        reset_trace_ids(token)
+
+
+def _add_trace_ids(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
+    ids = _trace_ids.get()
+    if ids is not None:
+        event_dict.setdefault("request_id", ids[0])
+        event_dict.setdefault("unique_id", ids[1])
+    return event_dict
+
+
+def _add_timestamp(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
+    event_dict["timestamp"] = log_timestamp()
+    return event_dict
+
+
 def _render(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
     return orjson.dumps(event_dict, default=str).decode()
 
@@ -44,9 +83,9 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     out = stream if stream is not None else sys.stdout
     numeric = logging.getLevelName(level.upper())
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+        _add_trace_ids,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_timestamp,
         _redact_secrets,
     ]
     structlog.configure(

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from opennsps.connector.errors import Rejected
 from opennsps.connector.gateway import GatewayClient, GatewayError, GatewaySettings, Status
 from opennsps.connector.model import Event
-from opennsps.logging import get_logger
+from opennsps.logging import get_logger, trace_ids_bound
 
 GATEWAY_OPTION = "opennsps_api"
 
@@ -119,9 +119,7 @@ class Connector:
         except ValidationError as exc:
             raise Rejected(f"the event does not match the NSPS Event schema: {exc}") from exc
         context = self.context(request_id, unique_id)
-        with structlog.contextvars.bound_contextvars(
-            request_id=context.request_id, unique_id=context.unique_id
-        ):
+        with trace_ids_bound(context.request_id, context.unique_id):
             answer = await self.handle(parsed, context)
         if isinstance(answer, Waiting):
             return {"status": "IN_PROGRESS", "message": answer.message}

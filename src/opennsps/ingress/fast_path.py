@@ -9,13 +9,12 @@ trace-id middleware does for every other path: trace ids are part of the ingress
 
 from __future__ import annotations
 
-import structlog
 from starlette.types import Receive, Scope, Send
 
 from opennsps.ingress.endpoint import EspfIngress
 from opennsps.ingress.request import Answer, ClientGone, IngressRequest
 from opennsps.ingress.trace import response_headers
-from opennsps.logging import get_logger
+from opennsps.logging import bind_trace_ids, get_logger, reset_trace_ids
 
 PATH = "/espf/events"
 log = get_logger("opennsps.ingress")
@@ -35,16 +34,14 @@ class IngressFirst:
             return False
         source = path[len(PATH) + 1 :] if len(path) > len(PATH) else None
         request = IngressRequest(scope, receive, source)
-        tokens = structlog.contextvars.bind_contextvars(
-            request_id=request.request_id, unique_id=request.unique_id
-        )
+        token = bind_trace_ids(request.request_id, request.unique_id)
         try:
             answer = await self._answer(request)
         except ClientGone:
             log.info("espf client disconnected before its request was read; nothing stored")
             return True
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            reset_trace_ids(token)
         await answer.send(send, response_headers(request.request_id, request.unique_id))
         return True
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opennsps.domain.ids import random_trace_id, random_uuid
+from opennsps.logging import trace_ids_bound
 
 TRACE_HEADER = "x-b3-traceid"
 REQUEST_ID_HEADER = "x-request-id"
@@ -78,5 +78,5 @@ class TraceIdMiddleware:
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id, unique_id=unique_id):
+        with trace_ids_bound(request_id, unique_id):
             await self.app(scope, receive, send_with_ids)

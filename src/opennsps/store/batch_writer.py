@@ -9,13 +9,14 @@ written in exactly the formats the Core tables (schema.py) read back.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from opennsps.store.records import EventWriteOutcome, NewEvent, RejectedRequest
+from opennsps.utc_text import stored_utc_text
 
 EVENT_COLUMNS = (
     "event_id",
@@ -55,10 +56,7 @@ WriteResult = EventWriteOutcome | None
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
-    # The text SQLAlchemy's SQLite DATETIME reads back: naive UTC with microseconds.
-    if value is None:
-        return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return None if value is None else stored_utc_text(value)
 
 
 def db_time(dialect: str, value: datetime | None) -> Any:
