@@ -23,7 +23,7 @@ from bench.common import gateway, load, postgres_database, write_result
 
 CONCURRENCY = "64"
 DURATION = "10"
-ROUNDS = 5  # the ceiling and the ingress each run DURATION / ROUNDS seconds a round
+ROUNDS = 10  # the ceiling and the ingress each run DURATION / ROUNDS seconds a round
 STEADY_RATE = "500"
 USER, PASSWORD = "espf", "bench-password"
 BODY = '{"event_type":"Subscriber/Updated","variables":{"i_account":1000889,"i_event":{n}}}'
