@@ -8,13 +8,17 @@ import os
 import time
 
 
-def random_uuid() -> str:
-    """A version 4 UUID in its canonical 8-4-4-4-12 form."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+def _uuid_text(raw: bytearray, version: int) -> str:
+    """16 bytes as a UUID of `version` (RFC 9562 variant), in its canonical 8-4-4-4-12 form."""
+    raw[6] = (raw[6] & 0x0F) | (version << 4)
+    raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def random_uuid() -> str:
+    """A version 4 UUID in its canonical 8-4-4-4-12 form."""
+    return _uuid_text(bytearray(os.urandom(16)), 4)
 
 
 def time_ordered_uuid() -> str:
@@ -24,11 +28,8 @@ def time_ordered_uuid() -> str:
     last pages, where random ones would dirty a different page for almost every event
     of a batch (bench/ingest: a third less database work per event).
     """
-    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
-    raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    millis = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    return _uuid_text(bytearray(millis + os.urandom(10)), 7)
 
 
 def random_trace_id() -> str:
