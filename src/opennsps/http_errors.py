@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from opennsps.domain.errors import ErrorType, error_body
+from opennsps.domain.errors import ErrorBody, ErrorType, error_body
 from opennsps.logging import get_logger
 
 log = get_logger(__name__)
@@ -38,15 +38,19 @@ def error_response(
     error_type: ErrorType | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    chosen = error_type or error_type_for(status_code)
-    return json_response(error_body(message, error, chosen), status_code, headers)
+    return json_response(
+        error_payload(status_code, message, error, error_type), status_code, headers
+    )
 
 
-def error_type_for(status_code: int) -> ErrorType:
-    """The ErrorResponse `type` an error status has unless a caller says otherwise."""
-    return _TYPE_OF_STATUS.get(
+def error_payload(
+    status_code: int, message: str, error: str, error_type: ErrorType | None = None
+) -> ErrorBody:
+    """The ErrorResponse body; `type` follows the status unless the caller gives one."""
+    chosen = error_type or _TYPE_OF_STATUS.get(
         status_code, ErrorType.INTERNAL if status_code >= 500 else ErrorType.VALIDATION
     )
+    return error_body(message, error, chosen)
 
 
 class ApiError(Exception):

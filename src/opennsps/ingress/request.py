@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from opennsps.domain.errors import ErrorType, error_body
-from opennsps.http_errors import error_type_for
+from opennsps.domain.errors import ErrorType
+from opennsps.http_errors import error_payload
 from opennsps.ingress.trace import REQUEST_ID_HEADER, TRACE_HEADER, ids_from_headers
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
@@ -86,8 +86,7 @@ class Answer:
         headers: dict[str, str] | None = None,
     ) -> Answer:
         """An answer in the NSPS ErrorResponse shape."""
-        chosen = error_type or error_type_for(status)
-        return cls.json(status, error_body(message, error, chosen), headers)
+        return cls.json(status, error_payload(status, message, error, error_type), headers)
 
     async def send(self, send: Send, trace_headers: list[tuple[bytes, bytes]]) -> None:
         headers = [
