@@ -11,8 +11,9 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 CONFIG ?= opennsps.example.yaml
 # Debian packages the tests use: Perl's TLS client, for the ESPF guide's Perl sample calls;
 # FreeRADIUS and radclient, for the RADIUS connector's tests against a real server;
-# Chromium, for the console's browser tests (Playwright drives it; no browser download).
-DEBIAN_PACKAGES := libio-socket-ssl-perl freeradius freeradius-utils chromium chromium-driver
+# Chromium, for the console's browser tests (Playwright drives it; no browser download);
+# redis-server, which the real PyHSS needs (each test run starts a private one).
+DEBIAN_PACKAGES := libio-socket-ssl-perl freeradius freeradius-utils chromium chromium-driver redis-server
 
 .PHONY: run serve test lint typecheck bench clean debian-packages screenshots
 

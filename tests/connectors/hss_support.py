@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -21,6 +21,12 @@ PROFILES = {
     "eps-premium": {"apn_ids": [1, 2], "default_apn": 2, "ambr_dl": 500000, "ambr_ul": 200000},
     "eps-iot": {"apn_ids": [1], "ambr_dl": 256, "ambr_ul": 256},
 }
+
+
+class HssAt(Protocol):
+    """An HSS with PyHSS's API at `url`: the stand-in or the real PyHSS."""
+
+    url: str
 
 
 @dataclass
@@ -46,7 +52,7 @@ def hss_server(dataset: Path | None = None, provisioning_key: str | None = None)
         yield Hss(url, state)
 
 
-def hss_options(hss: Hss, links: Path, **extra: Any) -> dict[str, Any]:
+def hss_options(hss: HssAt, links: Path, **extra: Any) -> dict[str, Any]:
     return {
         "url": hss.url,
         "links": f"sqlite:///{links}",
@@ -56,7 +62,7 @@ def hss_options(hss: Hss, links: Path, **extra: Any) -> dict[str, Any]:
     }
 
 
-def hss_handler(hss: Hss, links: Path, **options: Any) -> dict[str, Any]:
+def hss_handler(hss: HssAt, links: Path, **options: Any) -> dict[str, Any]:
     return {
         "id": "hss",
         "name": "HSS",

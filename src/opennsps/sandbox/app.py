@@ -122,6 +122,9 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
         ("POST", "/sandbox/accounts/{i_account:int}/product"): lambda db, r, b: c.change_product(
             db, _i(r, "i_account"), int(b["i_product"])
         ),
+        ("POST", "/sandbox/accounts/{i_account:int}/access-policy"): lambda db, r, b: (
+            c.change_access_policy(db, _i(r, "i_account"), int(b["i_access_policy"]))
+        ),
         ("POST", "/sandbox/accounts/{i_account:int}/addons"): lambda db, r, b: c.add_addon(
             db, _i(r, "i_account"), int(b["i_product"])
         ),

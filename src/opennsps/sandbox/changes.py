@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opennsps.sandbox.dataset import (
+    ACCESS_POLICIES,
     ADDON_PRODUCTS,
     FIRST_ACCOUNT,
     MAIN_PRODUCTS,
@@ -158,6 +159,16 @@ def change_product(db: sqlite3.Connection, i_account: int, i_product: int) -> li
     if i_product not in {p[0] for p in MAIN_PRODUCTS}:
         raise ChangeError(f"no main product {i_product}")
     return _update_account(db, i_account, "i_product = ?", i_product)
+
+
+def change_access_policy(
+    db: sqlite3.Connection, i_account: int, i_access_policy: int
+) -> list[Event]:
+    """Give the account another access policy (its service feature netaccess_policy): the
+    policy's attributes (eps_profile...) decide the HSS's APNs and bitrates."""
+    if i_access_policy not in {p[0] for p in ACCESS_POLICIES}:
+        raise ChangeError(f"no access policy {i_access_policy}")
+    return _update_account(db, i_account, "i_access_policy = ?", i_access_policy)
 
 
 def top_up(db: sqlite3.Connection, i_account: int, amount: float) -> list[Event]:

@@ -343,6 +343,20 @@ def change_product(i_account: int, i_product: int, url: UrlOption = DEFAULT_URL)
     _change(url, "POST", f"/sandbox/accounts/{i_account}/product", {"i_product": i_product})
 
 
+@change_app.command("access-policy")
+def change_access_policy(
+    i_account: int, i_access_policy: int, url: UrlOption = DEFAULT_URL
+) -> None:
+    """Give the account another access policy: 179 LTE standard, 180 premium, 181 IoT
+    (Subscriber/Updated)."""
+    _change(
+        url,
+        "POST",
+        f"/sandbox/accounts/{i_account}/access-policy",
+        {"i_access_policy": i_access_policy},
+    )
+
+
 @change_app.command("add-addon")
 def add_addon(i_account: int, i_product: int, url: UrlOption = DEFAULT_URL) -> None:
     """Add an add-on product (Subscriber/Updated)."""

@@ -1,6 +1,10 @@
-"""PyHSS's provisioning API, with its quirks absorbed (shared/reference/pyhss-api.md):
-a lookup of nothing answers 200 `null`; a duplicate answers 400 with an integrity error;
-writes may need the `Provisioning-Key` header."""
+"""PyHSS's provisioning API, with its quirks absorbed (shared/reference/pyhss-api.md),
+checked against the real PyHSS 2.0.0 (tests/connectors/test_pyhss_contract.py):
+- a lookup of nothing, and several internal errors, answer 200 `null`;
+- a duplicate answers 400 with an integrity error, worded by PyHSS's database;
+- a database operational error (e.g. "database is locked") answers 400 and is temporary;
+- writes may need the `Provisioning-Key` header.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,13 @@ import httpx
 
 from opennsps.connector.errors import Rejected, ServiceError, Unauthorized, Unavailable
 
-DUPLICATE_MARKER = "UNIQUE constraint failed"
+# How each database PyHSS runs on words a unique-key violation: SQLite, PostgreSQL, MySQL.
+DUPLICATE_MARKERS = (
+    "UNIQUE constraint failed",
+    "duplicate key value violates unique constraint",
+    "Duplicate entry",
+)
+OPERATIONAL_MARKER = "database operational error"
 
 
 class Duplicate(Exception):
@@ -38,9 +48,21 @@ class PyHssClient:
             raise ServiceError("PyHSS answered null to a subscriber creation")
         return created
 
-    async def update_subscriber(self, subscriber_id: int, body: dict[str, Any]) -> None:
-        if await self._object("PATCH", f"/subscriber/{subscriber_id}", body) is None:
-            raise ServiceError(f"PyHSS lost subscriber {subscriber_id} during the update")
+    async def update_subscriber(self, subscriber_id: int, changes: dict[str, Any]) -> None:
+        """PATCH only `changes` (PyHSS's PATCH is partial). PyHSS answers an update that
+        failed inside it with 200 `null`: tell a subscriber removed meanwhile from that."""
+        path = f"/subscriber/{subscriber_id}"
+        if await self._object("PATCH", path, changes) is not None:
+            return
+        if await self._object("GET", path) is None:
+            raise ServiceError(
+                f"PyHSS answered PATCH {path} with null: subscriber {subscriber_id} was "
+                "removed meanwhile (the retry creates it again)"
+            )
+        raise ServiceError(
+            f"PyHSS answered PATCH {path} ({', '.join(sorted(changes))}) with null, its "
+            "answer to an error inside it: see PyHSS's API log"
+        )
 
     async def delete_subscriber(self, subscriber_id: int) -> None:
         """Deleting one that is already gone is not an error (PyHSS answers null)."""
@@ -80,14 +102,18 @@ class PyHssClient:
         reason = _reason(answer)
         if response.status_code == 401:
             raise Unauthorized(f"PyHSS refused the Provisioning-Key ({reason})")
-        if response.status_code == 400 and DUPLICATE_MARKER in reason:
+        if response.status_code == 400 and any(m in reason for m in DUPLICATE_MARKERS):
             raise Duplicate(reason)
+        if response.status_code == 400 and OPERATIONAL_MARKER in reason:
+            raise Unavailable(f"PyHSS's database failed {method} {path} for now: {reason}")
         if 400 <= response.status_code < 500:
             raise Rejected(f"PyHSS refused {method} {path}: HTTP {response.status_code} {reason}")
         raise ServiceError(f"PyHSS failed {method} {path}: HTTP {response.status_code} {reason}")
 
 
 def _reason(answer: Any) -> str:
+    """PyHSS's reason, without the SQL statement and parameters its database errors append."""
     if isinstance(answer, dict):
-        return str(answer.get("reason") or answer.get("Result") or answer.get("result") or answer)
+        text = str(answer.get("reason") or answer.get("Result") or answer.get("result") or answer)
+        return text.split("\n[SQL:", 1)[0][:500]
     return str(answer)[:300]

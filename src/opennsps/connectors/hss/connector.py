@@ -104,11 +104,12 @@ class HssConnector(Connector):
                 current = await self.hss.subscriber_by_imsi(wanted.imsi)
                 if current is None:
                     raise
-        if not wanted.differences(current):
+        changes = wanted.changes(current)
+        if not changes:
             return "unchanged"
-        await self.hss.update_subscriber(
-            int(current["subscriber_id"]), {**current, **wanted.fields()}
-        )
+        # Only what this connector owns: PyHSS manages the rest (serving MME, timestamps)
+        # and cannot take its own timestamps back as text.
+        await self.hss.update_subscriber(int(current["subscriber_id"]), changes)
         return "updated"
 
     # Reconciliation (opennsps reconcile)

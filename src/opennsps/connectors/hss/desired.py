@@ -67,18 +67,38 @@ class Subscriber:
     ue_ambr_ul: int
 
     def fields(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields to create the subscriber with (PyHSS refuses `msisdn: null`)."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+    def changes(self, actual: dict[str, Any]) -> dict[str, Any]:
+        """Only the owned fields that disagree with `actual`, for a partial PATCH. A number
+        to remove is sent as "" (PyHSS answers 500 to `msisdn: null`)."""
+        return {
+            name: "" if wanted is None else wanted
+            for name, _, wanted in self._disagreements(actual)
+        }
 
     def differences(self, actual: dict[str, Any]) -> list[str]:
         """'field: HSS has X, PortaBilling wants Y' for every field that disagrees."""
+        return [
+            f"{name}: HSS has {have!r}, PortaBilling wants {wanted!r}"
+            for name, have, wanted in self._disagreements(actual)
+        ]
+
+    def _disagreements(self, actual: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         found = []
-        for name, wanted in self.fields().items():
+        for name, wanted in asdict(self).items():
             have = actual.get(name)
             if name == "apn_list":
                 have = ",".join(str(part).strip() for part in str(have or "").split(","))
-            if str(have) != str(wanted):
-                found.append(f"{name}: HSS has {have!r}, PortaBilling wants {wanted!r}")
+            if _comparable(have) != _comparable(wanted):
+                found.append((name, have, wanted))
         return found
+
+
+def _comparable(value: Any) -> str:
+    """PyHSS answers numbers and flags as JSON types and keeps a removed MSISDN as ""."""
+    return "" if value is None else str(value)
 
 
 def _msisdn(sim: dict[str, Any], account: dict[str, Any]) -> str | None:
