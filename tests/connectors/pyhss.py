@@ -26,6 +26,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -38,6 +39,9 @@ TARBALL = VENDOR / "pyhss-2.0.0-47a3a16.tar.gz"
 REQUIREMENTS = VENDOR / "requirements-api.txt"
 CACHE = REPO / ".cache" / "pyhss"
 VERSION = "2.0.0"
+# PyHSS's PostgreSQL driver (its SQLAlchemy URL is postgresql+psycopg2), which its API
+# requirements leave out; installed beside its pins.
+POSTGRES_DRIVER = "psycopg2-binary==2.9.13"
 START_TIMEOUT = 90.0
 BUILD_TIMEOUT = 900.0
 API_LOG = "pyhss-api.log"
@@ -64,6 +68,7 @@ database.Database(LogTool(config)).Update_Serving_MME(imsi, mme, realm, peer, pr
 def _fingerprint() -> str:
     digest = hashlib.sha256(TARBALL.read_bytes())
     digest.update(REQUIREMENTS.read_bytes())
+    digest.update(POSTGRES_DRIVER.encode())
     digest.update(sys.version.encode())
     return digest.hexdigest()[:16]
 
@@ -101,7 +106,7 @@ def installed() -> Path:
             [_uv(), "venv", "--quiet", "--python", sys.executable, str(venv)],
             [
                 _uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                "-r", str(REQUIREMENTS),
+                "-r", str(REQUIREMENTS), POSTGRES_DRIVER,
             ],
         ):  # fmt: skip
             subprocess.run(command, check=True, env=env, timeout=BUILD_TIMEOUT)
@@ -169,11 +174,27 @@ def _pyhss_env(config: Path) -> dict[str, str]:
     }
 
 
-def _write_config(source: Path, workdir: Path, api_port: int, redis_port: int, key: str) -> Path:
+def _database(workdir: Path, postgres_url: str | None) -> dict[str, Any]:
+    if postgres_url is None:
+        return {"db_type": "sqlite", "database": str(workdir / "hss.db")}
+    url = urlsplit(postgres_url)
+    return {
+        "db_type": "postgresql",
+        "server": f"{url.hostname}:{url.port or 5432}",
+        "username": url.username or "postgres",
+        "password": url.password or "",
+        "database": url.path.lstrip("/"),
+    }
+
+
+def _write_config(
+    source: Path, workdir: Path, ports: tuple[int, int], key: str, postgres_url: str | None
+) -> Path:
+    api_port, redis_port = ports
     config: dict[str, Any] = yaml.safe_load((source / "config.yaml").read_text())
     config["hss"].update(lock_provisioning=True, provisioning_key=key)
     config["api"].update(bind_ip="127.0.0.1", bind_port=api_port)
-    config["database"] = {"db_type": "sqlite", "database": str(workdir / "hss.db")}
+    config["database"] = _database(workdir, postgres_url)
     config["redis"].update(host="127.0.0.1", port=redis_port, connectionType="tcp")
     config["benchmarking"]["enabled"] = False
     config["logging"]["level"] = "WARNING"
@@ -229,8 +250,11 @@ def _redis_answers(port: int) -> bool:
 
 
 @contextmanager
-def real_pyhss(workdir: Path, provisioning_key: str) -> Iterator[RealPyHss]:
-    """PyHSS's API service with an empty database, its APNs `internet` (1) and `ims` (2)."""
+def real_pyhss(
+    workdir: Path, provisioning_key: str, postgres_url: str | None = None
+) -> Iterator[RealPyHss]:
+    """PyHSS's API service with an empty database, its APNs `internet` (1) and `ims` (2).
+    The database is SQLite in `workdir`, or the (empty) PostgreSQL database given."""
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         pytest.fail("redis-server is missing: `make test` installs the Debian package")
@@ -238,7 +262,7 @@ def real_pyhss(workdir: Path, provisioning_key: str) -> Iterator[RealPyHss]:
     source, python = home / "pyhss", home / "venv" / "bin" / "python"
     workdir.mkdir(parents=True, exist_ok=True)
     api_port, redis_port = free_port(), free_port()
-    config = _write_config(source, workdir, api_port, redis_port, provisioning_key)
+    config = _write_config(source, workdir, (api_port, redis_port), provisioning_key, postgres_url)
     with ExitStack() as stack:
         redis_log = workdir / "redis.log"
         redis = _started(

@@ -13,6 +13,7 @@ pipeline's PostgreSQL paths run in the stand-in's tests.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,12 @@ from typer.testing import CliRunner
 
 from opennsps.cli import app as cli
 from opennsps.config import Settings
+from opennsps.connector import Event
+from opennsps.connector.errors import Unavailable
+from opennsps.connectors.hss import HssConnector
+from opennsps.connectors.hss.client import Duplicate, PyHssClient
 from opennsps.sandbox.hss import sim_secrets
-from tests.connectors.hss_support import PROVISIONING_KEY, hss_handler
+from tests.connectors.hss_support import PROFILES, PROVISIONING_KEY, hss_handler
 from tests.connectors.pyhss import RealPyHss, real_pyhss
 from tests.connectors.test_hss_connector import imsi_of, non_delivered_attempts, settled
 from tests.pipeline.harness import Gateway, Sandbox, gateway, gateway_config, sandbox_server
@@ -209,3 +214,98 @@ def imsi_of_or_none(sandbox: Sandbox, i_account: int) -> str | None:
         return imsi_of(sandbox, i_account)
     except (IndexError, KeyError, httpx.HTTPError):
         return None
+
+
+def enriched(i_account: int, imsi: str, **account: Any) -> Event:
+    """An enriched Subscriber/Updated as the pipeline hands it to the connector."""
+    return Event.model_validate(
+        {
+            "event_id": f"ev-{i_account}",
+            "data": {"event_type": "Subscriber/Updated", "variables": {"i_account": i_account}},
+            "pb_data": {
+                "account_info": {
+                    "i_account": i_account,
+                    "id": f"4207{i_account}@msisdn",
+                    "bill_status": "open",
+                    "blocked": False,
+                    **account,
+                },
+                "access_policy_info": {
+                    "attributes": [{"group_name": "lte", "name": "eps_profile", "value": "eps-std"}]
+                },
+                "sim_info": {"imsi": imsi, "msisdn": f"+4207{i_account}", "status": "used"},
+            },
+        }
+    )
+
+
+def handled(connector: HssConnector, event: Event) -> dict[str, Any]:
+    async def once() -> dict[str, Any]:
+        return await connector.handle(event, connector.context(None, None))
+
+    return asyncio.run(once())
+
+
+def connector_for(hss: RealPyHss, links: Path) -> HssConnector:
+    return HssConnector(
+        {"url": hss.url, "provisioning_key": PROVISIONING_KEY, "links": f"sqlite:///{links}",
+         "profiles": PROFILES, "timeout": 30}
+    )  # fmt: skip
+
+
+def with_auc(hss: RealPyHss, imsi: str) -> None:
+    ki, opc = sim_secrets(imsi)
+    with hss.client() as api:
+        api.put("/auc/", json={"ki": ki, "opc": opc, "amf": "8000", "imsi": imsi})
+
+
+def test_a_locked_pyhss_database_is_retried_not_rejected(tmp_path: Path) -> None:
+    imsi = "001010000077001"
+    with real_pyhss(tmp_path / "pyhss", PROVISIONING_KEY) as hss:
+        with_auc(hss, imsi)
+        assert handled(connector_for(hss, tmp_path / "links.db"), enriched(7, imsi)) == {
+            "hss": "created",
+            "removed": [],
+        }
+        holder = sqlite3.connect(hss.workdir / "hss.db", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another writer holds PyHSS's SQLite database
+        try:
+            with pytest.raises(Unavailable, match="database is locked") as locked:
+                handled(connector_for(hss, tmp_path / "links.db"), enriched(7, imsi, blocked=True))
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert locked.value.retryable
+        barred = handled(connector_for(hss, tmp_path / "links.db"), enriched(7, imsi, blocked=True))
+        assert barred["hss"] == "updated"
+        assert hss.subscribers()[imsi]["enabled"] is False
+
+
+@pytest.mark.postgres
+def test_on_postgresql_pyhss_answers_a_duplicate_with_null_and_it_is_still_recognised(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    imsi = "001010000078001"
+    with real_pyhss(tmp_path / "pyhss", PROVISIONING_KEY, postgres_url) as hss:
+        with_auc(hss, imsi)
+        connector = connector_for(hss, tmp_path / "links.db")
+        assert handled(connector, enriched(8, imsi))["hss"] == "created"
+        body = {"imsi": imsi, "auc_id": 1, "default_apn": 1, "apn_list": "1"}
+        with hss.client() as api:
+            answer = api.put("/subscriber/", json=body)
+        # Its error handler knows SQLite's "IntegrityError" wording, not psycopg's.
+        assert (answer.status_code, answer.json()) == (200, None)
+
+        async def create_again() -> None:
+            client = PyHssClient(hss.url, provisioning_key=PROVISIONING_KEY, timeout=30)
+            try:
+                await client.create_subscriber(body)
+            finally:
+                await client.close()
+
+        with pytest.raises(Duplicate, match=f"already holds a subscriber for IMSI {imsi}"):
+            asyncio.run(create_again())
+        # Everything else works the same on PostgreSQL: an attached subscriber is barred.
+        hss.attach(imsi)
+        assert handled(connector, enriched(8, imsi, blocked=True))["hss"] == "updated"
+        assert hss.subscribers()[imsi]["enabled"] is False

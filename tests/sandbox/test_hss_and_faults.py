@@ -177,12 +177,13 @@ def test_an_imsi_freed_by_an_update_or_delete_can_be_used_again(hss: str) -> Non
                 "apn_list": "1",
             },
         ).json()
+        # PyHSS's PATCH is partial (and `msisdn: null`, as `other` holds, answers 500).
         clash = client.patch(
-            f"/subscriber/{other['subscriber_id']}", json={**other, "imsi": "001010000000002"}
+            f"/subscriber/{other['subscriber_id']}", json={"imsi": "001010000000002"}
         )
         assert clash.status_code == 400
         assert client.delete(f"/subscriber/{sid}").json() == {"Result": "OK"}
         reused = client.patch(
-            f"/subscriber/{other['subscriber_id']}", json={**other, "imsi": "001010000000002"}
+            f"/subscriber/{other['subscriber_id']}", json={"imsi": "001010000000002"}
         )
         assert reused.status_code == 200

@@ -43,10 +43,16 @@ class PyHssClient:
         return await self._object("GET", f"/subscriber/imsi/{imsi}")
 
     async def create_subscriber(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Raises Duplicate when the IMSI has a subscriber already. PyHSS on SQLite says so
+        with a 400; on PostgreSQL it answers 200 `null` (its error handler does not know
+        psycopg's wording), so a null answer is checked by reading the IMSI back."""
         created = await self._object("PUT", "/subscriber/", body)
-        if created is None:
-            raise ServiceError("PyHSS answered null to a subscriber creation")
-        return created
+        if created is not None:
+            return created
+        imsi = str(body.get("imsi"))
+        if await self.subscriber_by_imsi(imsi) is not None:
+            raise Duplicate(f"PyHSS already holds a subscriber for IMSI {imsi}")
+        raise _null_answer("PUT /subscriber/", body)
 
     async def update_subscriber(self, subscriber_id: int, changes: dict[str, Any]) -> None:
         """PATCH only `changes` (PyHSS's PATCH is partial). PyHSS answers an update that
@@ -59,10 +65,7 @@ class PyHssClient:
                 f"PyHSS answered PATCH {path} with null: subscriber {subscriber_id} was "
                 "removed meanwhile (the retry creates it again)"
             )
-        raise ServiceError(
-            f"PyHSS answered PATCH {path} ({', '.join(sorted(changes))}) with null, its "
-            "answer to an error inside it: see PyHSS's API log"
-        )
+        raise _null_answer(f"PATCH {path}", changes)
 
     async def delete_subscriber(self, subscriber_id: int) -> None:
         """Deleting one that is already gone is not an error (PyHSS answers null)."""
@@ -109,6 +112,13 @@ class PyHssClient:
         if 400 <= response.status_code < 500:
             raise Rejected(f"PyHSS refused {method} {path}: HTTP {response.status_code} {reason}")
         raise ServiceError(f"PyHSS failed {method} {path}: HTTP {response.status_code} {reason}")
+
+
+def _null_answer(call: str, body: dict[str, Any]) -> ServiceError:
+    return ServiceError(
+        f"PyHSS answered {call} ({', '.join(sorted(body))}) with null, its answer to an "
+        "error inside it: see PyHSS's API log"
+    )
 
 
 def _reason(answer: Any) -> str:

@@ -18,7 +18,7 @@ from opennsps.connector import Connector, Context, Event, Rejected
 from opennsps.connectors.account_events import enriched_account
 from opennsps.connectors.links import LinkStore, link_table, sql_engine
 from opennsps.connectors.radius.desired import RadiusOptions, RadiusUser, desired_user
-from opennsps.connectors.radius.tables import RadiusTables
+from opennsps.connectors.radius.tables import RadiusTables, check_fits
 
 
 def _immediate_sqlite_writes(engine: Engine) -> None:
@@ -66,6 +66,8 @@ class RadiusConnector(Connector):
     async def handle(self, event: Event, context: Context) -> dict[str, Any]:
         i_account, pb_data = enriched_account(event, "RADIUS")
         wanted = desired_user(pb_data, self.settings)
+        if wanted is not None:
+            check_fits(wanted)
         linked = await self.links.key_of(i_account)
         removed = None
         stale = _stale_name(linked, wanted)

@@ -21,25 +21,27 @@ from sqlalchemy import (
     union,
 )
 
-from opennsps.connectors.radius.desired import RadiusUser, Row, canonical
+from opennsps.connector.errors import Rejected
+from opennsps.connectors.radius.desired import PASSWORD_ATTRIBUTE, RadiusUser, Row, canonical
 
 metadata = MetaData()
 
 
-def _attribute_table(name: str) -> Table:
+def _attribute_table(name: str, default_op: str) -> Table:
     return Table(
         name,
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("username", String(64), nullable=False, index=True, server_default=""),
         Column("attribute", String(64), nullable=False, server_default=""),
-        Column("op", String(2), nullable=False, server_default="=="),
+        Column("op", String(2), nullable=False, server_default=default_op),
         Column("value", String(253), nullable=False, server_default=""),
     )
 
 
-radcheck = _attribute_table("radcheck")
-radreply = _attribute_table("radreply")
+# As FreeRADIUS's schema.sql declares them (tests/connectors/test_radius_schema_contract.py).
+radcheck = _attribute_table("radcheck", "==")
+radreply = _attribute_table("radreply", "=")
 radusergroup = Table(
     "radusergroup",
     metadata,
@@ -49,6 +51,28 @@ radusergroup = Table(
     Column("priority", Integer, nullable=False, server_default="1"),
 )
 TABLES = (radcheck, radreply, radusergroup)
+
+
+def check_fits(user: RadiusUser) -> None:
+    """Raises Rejected when a value is longer than FreeRADIUS's schema allows (MySQL refuses
+    such a row; SQLite would keep a value FreeRADIUS's other tools expect to be shorter)."""
+    values: list[tuple[Column[str], str, str]] = [(radcheck.c.username, user.username, "")]
+    for table, rows in ((radcheck, user.check), (radreply, user.reply)):
+        for attribute, op, value in rows:
+            values += [
+                (table.c.attribute, attribute, ""),
+                (table.c.op, op, f" of {attribute}"),
+                (table.c.value, value, f" of {attribute}"),
+            ]
+    values += [(radusergroup.c.groupname, group, "") for group, _ in user.groups]
+    for column, value, of in values:
+        limit = column.type.length if isinstance(column.type, String) else None
+        if limit is not None and len(value) > limit:
+            shown = "" if of == f" of {PASSWORD_ATTRIBUTE}" else f": {value[:80]!r}"
+            raise Rejected(
+                f"{column.table.name}.{column.name}{of} takes at most {limit} characters in "
+                f"FreeRADIUS's schema; this one has {len(value)}{shown}"
+            )
 
 
 class MissingTables(RuntimeError):
