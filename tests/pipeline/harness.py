@@ -162,6 +162,9 @@ class Sandbox:
     def point_sender_at(self, url: str) -> None:
         self.app.state.sandbox.sender.config.url = url
 
+    def put_faults(self, change: dict[str, Any]) -> None:
+        httpx.put(f"{self.url}/sandbox/faults", json=change, timeout=10).raise_for_status()
+
     def emit(self, event_type: str, **variables: Any) -> int:
         answer = httpx.post(
             f"{self.url}/sandbox/events",

@@ -235,3 +235,29 @@ def test_in_process_python_handler(store_url: str, dataset_file: Path) -> None:
     [event] = plugin_connector.RECEIVED
     assert event["pb_data"]["account_info"]["i_account"] == FIRST
     assert event["request_id"]
+
+
+def test_a_crash_inside_opennsps_is_an_attempt_retried_until_death(
+    store_url: str, dataset_file: Path
+) -> None:
+    """PortaBilling answers 200 with nonsense: enrichment crashes inside OpenNSPS. Each
+    crash is an attempt on record with its error, counted toward the schedule; the delivery
+    dies when the schedule ends and stops holding back the account's next event."""
+    retry = {**FAST_RETRY, "fast_attempts": 2, "give_up_after_seconds": 2}
+    with wired(store_url, dataset_file, lambda c: [http_handler(c.url, retry=retry)]) as (
+        sandbox,
+        gw,
+        conn,
+    ):
+        sandbox.put_faults({"malformed_rate": {"Account/get_account_info": 1.0}})
+        sandbox.emit("Subscriber/Updated", i_account=FIRST)
+        [dead] = wait_for(lambda: deliveries(gw, state="dead"), timeout=60, what="its death")
+        log = attempts(gw)
+        assert len(log) >= 2 and {a["outcome"] for a in log} <= {"retry", "dead"}
+        assert all("OpenNSPS failed during this attempt" in a["error"] for a in log)
+        assert "OpenNSPS failed during this attempt" in dead["last_error"]
+        assert conn.received == []
+        sandbox.put_faults({"clear": True})
+        sandbox.emit("Subscriber/Updated", i_account=FIRST)
+        wait_for(lambda: deliveries(gw, state="delivered"), timeout=30, what="the next event")
+        assert len(conn.received) == 1

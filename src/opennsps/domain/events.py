@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+import orjson
+
+from opennsps.domain.values import as_integer, as_utc
+
 MAX_EVENT_TYPE_LENGTH = 255
-MAX_BIGINT = 2**63 - 1
 
 # Which variables each event group must carry (ESPF guide, "Event types").
 REQUIRED_VARIABLES: dict[str, tuple[str, ...]] = {
@@ -20,7 +23,6 @@ REQUIRED_VARIABLES: dict[str, tuple[str, ...]] = {
     "DID": ("number",),
 }
 
-_INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 _ENTITY_KEY_VARIABLE: dict[str, tuple[str, str]] = {
     "Subscriber": ("account", "i_account"),
@@ -49,6 +51,7 @@ class IncomingEvent:
 
     event_type: str
     variables: dict[str, Any]
+    variables_json: str  # as stored: serialised once, where a bad value can be refused
     i_event: int
     entity_key: str | None
     event_time: datetime | None
@@ -61,17 +64,6 @@ class IncomingEvent:
 def event_group(event_type: str) -> str:
     """`Subscriber/Created` -> `Subscriber`; `Account/Service/QuotaExceeded` -> `Account`."""
     return event_type.split("/", 1)[0]
-
-
-def as_integer(value: Any) -> int | None:
-    """An integer, or a string holding one (ESPF's own examples send `"5"`); else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):
-        return int(value)
-    return None
 
 
 def parse_event(body: Any) -> IncomingEvent:
@@ -98,6 +90,7 @@ def parse_event(body: Any) -> IncomingEvent:
     return IncomingEvent(
         event_type=event_type,
         variables=variables,
+        variables_json=_storable(variables),
         i_event=i_event,
         entity_key=_entity_key(group, variables),
         event_time=parse_event_time(body.get("event_time", variables.get("event_time"))),
@@ -112,9 +105,9 @@ def _parse_i_event(body: dict[str, Any], variables: dict[str, Any]) -> int:
         raise EventValidationError("'variables.i_event' is required")
     raw = variables["i_event"] if in_variables else body["i_event"]
     i_event = as_integer(raw)
-    if i_event is None or not 0 <= i_event <= MAX_BIGINT:
+    if i_event is None or i_event < 0:
         raise EventValidationError(
-            f"'i_event' must be a non-negative integer or integer string, got {raw!r}"
+            f"'i_event' must be a non-negative 64-bit integer or integer string, got {_shown(raw)}"
         )
     if in_variables and in_body and as_integer(body["i_event"]) != i_event:
         raise EventValidationError("'i_event' is given twice with different values")
@@ -130,7 +123,7 @@ def _require_variable(group: str, name: str, variables: dict[str, Any]) -> None:
             raise EventValidationError("'variables.number' must be a non-empty string")
     elif as_integer(value) is None:
         raise EventValidationError(
-            f"'variables.{name}' must be an integer or integer string, got {value!r}"
+            f"'variables.{name}' must be a 64-bit integer or integer string, got {_shown(value)}"
         )
 
 
@@ -159,17 +152,30 @@ def _entity_key(group: str, variables: dict[str, Any]) -> str | None:
     return None
 
 
+def _storable(variables: dict[str, Any]) -> str:
+    """The variables as JSON text. JSON nested deeper than the serialiser writes (254
+    levels) is refused here, on its own request, not in the batch it would be written in."""
+    try:
+        return orjson.dumps(variables).decode()
+    except orjson.JSONEncodeError as exc:
+        raise EventValidationError(f"'variables' cannot be stored: {exc}") from None
+
+
+def _shown(value: Any) -> str:
+    """A value quoted in a refusal, cut short (a 5,000-digit number is not repeated)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:40]}… ({len(text)} characters)"
+
+
 def parse_event_time(value: Any) -> datetime | None:
-    """An ISO-8601 or `YYYY-MM-DD HH:MM:SS` time (UTC when no offset); None when absent or bad.
+    """An ISO-8601 or `YYYY-MM-DD HH:MM:SS` time in UTC (UTC when no offset); None when
+    absent, unreadable or outside what the stores hold.
 
     An unreadable event_time never rejects an event: ESPF would drop it for good.
     """
     if not isinstance(value, str) or not value.strip():
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return as_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)

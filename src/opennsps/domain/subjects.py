@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from opennsps.domain.events import as_integer
+from opennsps.domain.values import as_integer
 
 
 @dataclass(frozen=True)

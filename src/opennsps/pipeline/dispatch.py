@@ -13,17 +13,19 @@ from opennsps.config import HandlerConfig
 from opennsps.connectors.base import AttemptResult, Connector
 from opennsps.connectors.payload import nsps_event
 from opennsps.domain.deliveries import ESPF_STATUS, DeliveryState, next_step
-from opennsps.domain.events import as_integer
 from opennsps.domain.outcomes import Outcome, OutcomeKind
 from opennsps.domain.retry import RetrySchedule
 from opennsps.domain.subjects import subject_of
+from opennsps.domain.values import as_integer
 from opennsps.ingress.redaction import REDACTED
+from opennsps.logging import get_logger
 from opennsps.pipeline.enrichment import Enrichment, EnrichmentUnavailable
 from opennsps.portabilling.client import PortaBillingError
 from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH
 from opennsps.portabilling.pb_data import with_service_password
 from opennsps.store.deliveries import AttemptRecord, ClaimedDelivery, Completion, StatusReport
 
+log = get_logger("opennsps.dispatch")
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s:]+:[^/@\s]*@")
 
 
@@ -61,15 +63,40 @@ class Dispatcher:
         connector: Connector | None,
         connector_error: str | None = None,
     ) -> Completion:
+        """One attempt and its outcome. Whatever fails inside OpenNSPS during it is an
+        attempt too: recorded with the error and counted toward the retry schedule, so a
+        delivery can never be stuck without a record or a death."""
         started_at = self.clock()
         started = time.perf_counter()
+        try:
+            result, pb_data, sent_status = await self._try(
+                delivery, handler, connector, connector_error, started, started_at
+            )
+        except Exception as exc:
+            log.exception("attempt failed inside OpenNSPS", delivery=delivery.id)
+            reason = f"OpenNSPS failed during this attempt: {type(exc).__name__}: {exc}"
+            result, pb_data, sent_status = _failed(started, reason[:1000], False), None, None
+        # The execution log's duration covers the whole attempt, enrichment included.
+        total_ms = (time.perf_counter() - started) * 1000
+        group = handler.status_group or getattr(connector, "status_group", None)
+        return self._completion(
+            delivery, handler, result, started_at, pb_data, total_ms, sent_status, group
+        )
+
+    async def _try(
+        self,
+        delivery: ClaimedDelivery,
+        handler: HandlerConfig,
+        connector: Connector | None,
+        connector_error: str | None,
+        started: float,
+        started_at: datetime,
+    ) -> tuple[AttemptResult, dict[str, Any] | None, str | None]:
         pb_data: dict[str, Any] | None = None
-        sent_pb_data: dict[str, Any] | None = None
-        sent_status: str | None = None
-        result: AttemptResult | None = None
         if connector is None:
-            result = _failed(started, connector_error or "the handler has no connector", True)
-        elif handler.enrichment:
+            reason = connector_error or "the handler has no connector"
+            return _failed(started, reason, True), None, None
+        if handler.enrichment:
             try:
                 pb_data = await self.enrichment.pb_data(
                     delivery.source,
@@ -78,37 +105,32 @@ class Dispatcher:
                     fresh_after=delivery.received_at.timestamp(),
                 )
             except EnrichmentUnavailable as exc:
-                result = _failed(started, str(exc), True)
+                return _failed(started, str(exc), True), None, None
             except PortaBillingError as exc:
-                result = _failed(started, f"enrichment failed: {exc}", not exc.retryable)
-        if result is None:
-            assert connector is not None
-            if pb_data is not None:
-                # The handler gets the service password only if it asked; the execution
-                # log never keeps it.
-                wanted = handler.service_password
-                sent_pb_data = pb_data if wanted else with_service_password(pb_data, None)
-                pb_data = with_service_password(pb_data, REDACTED if wanted else None)
-            sent_status = "queued" if delivery.failures == 0 else "retrying"
-            body = nsps_event(
-                event_id=delivery.event_id,
-                event_type=delivery.event_type,
-                variables=delivery.variables,
-                pb_data=sent_pb_data,
-                handler_id=handler.id,
-                status=sent_status,
-                created_at=delivery.created_at,
-                updated_at=started_at,
-            )
-            result = await connector.deliver(
-                body, request_id=delivery.request_id, unique_id=delivery.unique_id
-            )
-        # The execution log's duration covers the whole attempt, enrichment included.
-        total_ms = (time.perf_counter() - started) * 1000
-        group = handler.status_group or getattr(connector, "status_group", None)
-        return self._completion(
-            delivery, handler, result, started_at, pb_data, total_ms, sent_status, group
+                failed = _failed(started, f"enrichment failed: {exc}", not exc.retryable)
+                return failed, None, None
+        sent_pb_data: dict[str, Any] | None = None
+        if pb_data is not None:
+            # The handler gets the service password only if it asked; the execution log
+            # never keeps it.
+            wanted = handler.service_password
+            sent_pb_data = pb_data if wanted else with_service_password(pb_data, None)
+            pb_data = with_service_password(pb_data, REDACTED if wanted else None)
+        sent_status = "queued" if delivery.failures == 0 else "retrying"
+        body = nsps_event(
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
+            variables=delivery.variables,
+            pb_data=sent_pb_data,
+            handler_id=handler.id,
+            status=sent_status,
+            created_at=delivery.created_at,
+            updated_at=started_at,
         )
+        result = await connector.deliver(
+            body, request_id=delivery.request_id, unique_id=delivery.unique_id
+        )
+        return result, pb_data, sent_status
 
     def _completion(
         self,

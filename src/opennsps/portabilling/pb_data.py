@@ -16,7 +16,8 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from opennsps.domain.events import as_integer, event_group
+from opennsps.domain.events import event_group
+from opennsps.domain.values import as_integer
 from opennsps.portabilling.client import PortaBillingClient
 
 BILL_STATUS = {"O": "open", "S": "suspended", "I": "inactive", "C": "terminated"}

@@ -34,6 +34,9 @@ class Latency:
 class Faults:
     latency: dict[str, Latency] = field(default_factory=dict)
     error_rate: dict[str, float] = field(default_factory=dict)
+    # A malformed answer: 200 with each of the answer's fields turned into text (a buggy
+    # or hostile PortaBilling), for the PortaBilling API only.
+    malformed_rate: dict[str, float] = field(default_factory=dict)
     espf_outage_until: float = 0.0
     seed: int | None = None
     injected_errors: int = 0
@@ -50,8 +53,14 @@ class Faults:
                 await asyncio.sleep(latency.draw(self._rng) / 1000)
 
     def should_fail(self, *apis: str) -> bool:
+        return self._drawn(self.error_rate, apis)
+
+    def should_malform(self, *apis: str) -> bool:
+        return self._drawn(self.malformed_rate, apis)
+
+    def _drawn(self, rates: dict[str, float], apis: tuple[str, ...]) -> bool:
         for api in apis:
-            rate = self.error_rate.get(api, 0.0)
+            rate = rates.get(api, 0.0)
             if rate and self._rng.random() < rate:
                 self.injected_errors += 1
                 return True
@@ -62,12 +71,14 @@ class Faults:
 
     def update(self, change: dict[str, Any]) -> None:
         """Apply a JSON change; raises ValueError with a reason when it is not valid."""
-        unknown = set(change) - {"latency", "error_rate", "espf_outage_seconds", "clear"}
+        known = {"latency", "error_rate", "malformed_rate", "espf_outage_seconds", "clear"}
+        unknown = set(change) - known
         if unknown:
             raise ValueError(f"unknown keys {sorted(unknown)}")
         if change.get("clear"):
             self.latency.clear()
             self.error_rate.clear()
+            self.malformed_rate.clear()
             self.espf_outage_until = 0.0
         for api, spec in (change.get("latency") or {}).items():
             if not isinstance(spec, dict):
@@ -82,11 +93,13 @@ class Faults:
             if latency.mean_ms < 0 or latency.jitter_ms < 0:
                 raise ValueError("latency must not be negative")
             self.latency[api] = latency
-        for api, rate in (change.get("error_rate") or {}).items():
-            value = float(rate)
-            if not 0 <= value <= 1:
-                raise ValueError(f"error_rate.{api} must be between 0 and 1")
-            self.error_rate[api] = value
+        for name in ("error_rate", "malformed_rate"):
+            rates: dict[str, float] = getattr(self, name)
+            for api, rate in (change.get(name) or {}).items():
+                value = float(rate)
+                if not 0 <= value <= 1:
+                    raise ValueError(f"{name}.{api} must be between 0 and 1")
+                rates[api] = value
         if "espf_outage_seconds" in change:
             seconds = float(change["espf_outage_seconds"])
             if seconds < 0:
@@ -97,6 +110,7 @@ class Faults:
         return {
             "latency": {api: vars(latency) for api, latency in self.latency.items()},
             "error_rate": dict(self.error_rate),
+            "malformed_rate": dict(self.malformed_rate),
             "espf_outage_remaining_seconds": max(
                 0.0, round(self.espf_outage_until - time.monotonic(), 1)
             ),

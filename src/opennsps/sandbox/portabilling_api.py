@@ -265,7 +265,10 @@ class PortaBillingApi:
                 )
             del login
             # Point reads on a local SQLite file take microseconds: no thread hop needed.
-            return _json(handler(self._db(), params))
+            answer = handler(self._db(), params)
+            if self.faults.should_malform("rest", api):
+                answer = {name: "malformed" for name in answer}
+            return _json(answer)
         except Fault as fault:
             return fault_response(fault)
 

@@ -131,7 +131,7 @@ class BatchWriter:
             new.i_env,
             event.i_event,
             event.event_type,
-            _json(event.variables),
+            event.variables_json,
             new.raw_body,
             event.entity_key,
             self._time(event.event_time),
