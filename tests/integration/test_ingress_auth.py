@@ -191,3 +191,18 @@ def test_refused_credentials_are_never_stored_or_returned(gateway: str, store: E
     response = post(f"{gateway}/espf/events/signed", signature_header("test", "wrong-key"))
     stored = store.list_rejected()[0].request.headers["authorization"]
     assert stored.startswith('Signature keyid="test",algorithm="hmac-sha1",signature=[redacted]')
+
+
+@pytest.mark.parametrize("value", ["s3cr3t-without-a-scheme", "passexample", "a:b c"])
+def test_a_credential_sent_without_its_scheme_is_never_repeated(
+    gateway: str, store: EventStore, value: str
+) -> None:
+    secret = value.split(" ")[0]
+    response = post(f"{gateway}/espf/events", {"Authorization": value})
+    assert_refused(response, "Authorization scheme (not shown) is not Basic")
+    assert secret not in response.text
+    # What the log line, GET /api/v1/rejected and `opennsps rejected list` show.
+    rejected = store.list_rejected()[0].request
+    assert secret not in str(rejected)
+    # A real scheme name is still named back.
+    assert_refused(post(f"{gateway}/espf/events", {"Authorization": "Bearer x"}), "'Bearer'")

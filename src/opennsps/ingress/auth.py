@@ -24,6 +24,10 @@ from opennsps.config import AuthConfig, BasicAuth, BearerAuth, CustomAuth, Signa
 Headers = Mapping[str, str]
 Clock = Callable[[], float]
 
+# HTTP authentication schemes (IANA's registry, and ESPF's Signature): safe to name back.
+KNOWN_SCHEMES = frozenset(
+    {"basic", "bearer", "digest", "signature", "negotiate", "hoba", "mutual", "ntlm", "oauth"}
+)
 SIGNATURE_PARAM = re.compile(r'([A-Za-z]+)\s*=\s*"([^"]*)"')
 
 
@@ -42,7 +46,9 @@ def _credentials(headers: Headers, scheme: str) -> tuple[str, None] | tuple[None
         return None, f"missing Authorization header ({scheme} expected)"
     given, _, rest = value.strip().partition(" ")
     if given.lower() != scheme.lower():
-        return None, f"Authorization scheme {given[:32]!r} is not {scheme}"
+        # A credential sent without its scheme would be the first word: never repeat it.
+        shown = repr(given) if given.lower() in KNOWN_SCHEMES else "(not shown)"
+        return None, f"Authorization scheme {shown} is not {scheme}"
     return rest.strip(), None
 
 

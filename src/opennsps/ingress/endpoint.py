@@ -11,15 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeGuard
 
 import orjson
 
 from opennsps import metrics
-from opennsps.config import IngressConfig
+from opennsps.config import CustomAuth, IngressConfig
 from opennsps.domain.errors import ErrorType
 from opennsps.domain.events import EventValidationError, IncomingEvent, parse_event
 from opennsps.domain.ids import time_ordered_uuid
-from opennsps.ingress.auth import Authenticator, Clock, build_authenticator
+from opennsps.ingress.auth import KNOWN_SCHEMES, Authenticator, Clock, build_authenticator
 from opennsps.ingress.redaction import redacted_headers
 from opennsps.ingress.request import Answer, IngressRequest
 from opennsps.logging import get_logger
@@ -83,6 +84,8 @@ class EspfIngress:
             name: Source(name, source.i_env, build_authenticator(source.auth, source.i_env, clock))
             for name, source in config.sources.items()
         }
+        custom = {s.auth.auth_type.lower() for s in config.sources.values() if _custom(s.auth)}
+        self.schemes = KNOWN_SCHEMES | custom
 
     async def handle(self, request: IngressRequest) -> Answer:
         """The answer to one POST /espf/events[/{source}]."""
@@ -227,7 +230,7 @@ class EspfIngress:
             method=request.method,
             path=request.path,
             remote_addr=request.remote_addr,
-            headers=redacted_headers(request.all_headers()),
+            headers=redacted_headers(request.all_headers(), self.schemes),
             body=body.data[:excerpt_limit].decode("utf-8", errors="replace") if body.data else None,
             body_truncated=body.too_large or len(body.data) > excerpt_limit,
             request_id=request.request_id,
@@ -247,6 +250,10 @@ class EspfIngress:
         return Answer.error(
             rejection.status, rejection.reason, rejection.error, headers=rejection.headers
         )
+
+
+def _custom(auth: object) -> TypeGuard[CustomAuth]:
+    return isinstance(auth, CustomAuth)
 
 
 def _require_json_content_type(request: IngressRequest) -> None:

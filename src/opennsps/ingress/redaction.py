@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from opennsps.ingress.auth import SIGNATURE_PARAM
+from opennsps.ingress.auth import KNOWN_SCHEMES, SIGNATURE_PARAM
 
 SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
@@ -12,13 +12,17 @@ SECRET_HEADERS = frozenset(
 REDACTED = "[redacted]"
 
 
-def redacted_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Headers with secret values replaced; the Authorization scheme (and keyId) stay visible."""
+def redacted_headers(
+    headers: Iterable[tuple[str, str]], schemes: frozenset[str] = KNOWN_SCHEMES
+) -> dict[str, str]:
+    """Headers with secret values replaced; the Authorization scheme (and keyId) stay visible
+    when the scheme is one of `schemes` (lower case): any other first word may be a
+    credential sent without its scheme."""
     safe: dict[str, str] = {}
     for name, value in headers:
         lowered = name.lower()
         if lowered == "authorization":
-            safe[lowered] = _redacted_authorization(value)
+            safe[lowered] = _redacted_authorization(value, schemes)
         elif lowered in SECRET_HEADERS:
             safe[lowered] = REDACTED
         else:
@@ -26,9 +30,9 @@ def redacted_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return safe
 
 
-def _redacted_authorization(value: str) -> str:
+def _redacted_authorization(value: str, schemes: frozenset[str]) -> str:
     scheme, _, rest = value.strip().partition(" ")
-    if not rest:
+    if not rest or scheme.lower() not in schemes:
         return REDACTED
     if scheme.lower() == "signature":
         params = dict((k.lower(), v) for k, v in SIGNATURE_PARAM.findall(rest))
