@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from opennsps.domain.routing import validate_pattern
+from opennsps.domain.routing import EVENT_PATTERN_TEXT, validate_pattern
 
 ENV_PREFIX = "OPENNSPS_"
 ENV_CONFIG_PATH = "OPENNSPS_CONFIG"
@@ -226,7 +226,9 @@ class TemplateHandlerConfig(_Section):
     """A REST call per event type, described with Jinja2 templates (docs/connectors.md)."""
 
     base_url: str | None = Field(default=None, pattern=r"^https?://")
-    calls: dict[str, TemplateCallConfig] = Field(min_length=1)
+    calls: dict[Annotated[str, Field(pattern=EVENT_PATTERN_TEXT)], TemplateCallConfig] = Field(
+        min_length=1
+    )
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
     timeout: float = Field(default=30.0, gt=0, le=3600)
     verify_tls: bool = True
@@ -255,12 +257,48 @@ class TemplateHandlerConfig(_Section):
 HANDLER_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
+HANDLER_TYPES = ("http", "script", "python", "template")
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def _one_section_per_type(schema: dict[str, Any]) -> None:
+    """The rule of _settings_for_type in the JSON Schema, so that API clients (and the
+    API's own fuzz test) know it: a handler has the section of its type and no other."""
+
+    def section(kind: str) -> dict[str, Any]:
+        return {"required": [kind], "properties": {kind: {"type": "object"}}}
+
+    schema["oneOf"] = [
+        {
+            "allOf": [{"properties": {"type": {"const": kind}}}, section(kind)],
+            "not": {"anyOf": [section(other) for other in HANDLER_TYPES if other != kind]},
+        }
+        for kind in HANDLER_TYPES
+    ]
+
+
 class HandlerConfig(_Section):
     """A handler: which events go to which connector, and how (docs/handlers.md)."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        coerce_numbers_to_str=True,
+        json_schema_extra=_one_section_per_type,
+    )
+
     id: str = Field(pattern=HANDLER_ID_PATTERN)
     name: str = Field(default="", max_length=200)
-    events: list[str] = Field(min_length=1)
+    events: list[Annotated[str, Field(pattern=EVENT_PATTERN_TEXT)]] = Field(min_length=1)
     priority: int = Field(default=10, ge=1, le=1000)
     status: Literal["enabled", "disabled", "archived"] = "enabled"
     type: Literal["http", "script", "python", "template"]
@@ -281,6 +319,15 @@ class HandlerConfig(_Section):
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
         return [validate_pattern(pattern) for pattern in value]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        """The handler store keeps definitions as text, which PostgreSQL cannot hold a NUL
+        character in: refused here on both engines alike."""
+        if _holds_nul(data):
+            raise ValueError("a handler definition may not contain the NUL character (U+0000)")
+        return data
 
     @model_validator(mode="after")
     def _settings_for_type(self) -> HandlerConfig:

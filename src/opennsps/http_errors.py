@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -53,6 +56,36 @@ def error_payload(
     return error_body(message, error, chosen)
 
 
+class ErrorResponse(BaseModel):
+    """Every refusal and failure of the API (the NSPS ErrorResponse shape)."""
+
+    message: str
+    error: str
+    type: ErrorType
+    details: list[dict[str, Any]] | None = None
+
+
+def _declared(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+# What any /api/v1 operation may answer besides its success.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _declared("The body cannot be read (not JSON, or not UTF-8)"),
+    401: _declared("No valid API token or console session"),
+    403: _declared("The caller's role does not allow this"),
+    404: _declared("What the request names does not exist"),
+    405: _declared("The path does not take this method (see the Allow header)"),
+    409: _declared("The request conflicts with the current state"),
+    422: _declared("The request is not valid: `details` names each problem"),
+    429: _declared("Too many requests: wait as Retry-After says"),
+    503: _declared("The store is unavailable for now: try again"),
+}
+UPSTREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
+    502: _declared("PortaBilling refused the call or did not answer")
+}
+
+
 class ApiError(Exception):
     """An answer in the ErrorResponse shape, raised from anywhere in a request."""
 
@@ -63,16 +96,42 @@ class ApiError(Exception):
         self.error = error
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI document gives this path (Starlette names only the first
+    route's, though several routes share a path, one per method)."""
+    allowed: set[str] = set()
+    for path, methods in _methods_by_path(request.app).items():
+        if path.fullmatch(request.url.path):
+            allowed |= methods
+    return sorted(allowed)
+
+
+def _methods_by_path(app: FastAPI) -> dict[re.Pattern[str], set[str]]:
+    cached: dict[re.Pattern[str], set[str]] | None = getattr(app.state, "methods_by_path", None)
+    if cached is None:
+        cached = {
+            re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path))): {
+                method.upper() for method in operations
+            }
+            for path, operations in app.openapi().get("paths", {}).items()
+        }
+        app.state.methods_by_path = cached
+    return cached
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return error_response(exc.status_code, exc.message, exc.error, headers=headers)
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = exc.detail.lower().replace(" ", "_") if isinstance(exc.detail, str) else "error"
-        return error_response(exc.status_code, str(exc.detail), code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        return error_response(exc.status_code, str(exc.detail), code, headers=headers)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -242,7 +242,7 @@ def test_a_test_send_is_checked_and_stored_nowhere(store_url: str, dataset_file:
             unknown = api.post("/handlers/nope/test", json={})
             assert unknown.status_code == 404
             bad_source = api.post("/handlers/crm/test", json={"source": "elsewhere"})
-            assert bad_source.status_code == 422
+            assert bad_source.status_code == 404
         viewer = httpx.post(
             f"{gw.url}/api/v1/handlers/crm/test",
             json={},

@@ -51,9 +51,9 @@ def test_db_upgrade_is_idempotent(tmp_path: Path, store_url: str) -> None:
     config = config_file(tmp_path, store_url)
     first = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
     assert first.exit_code == 0, first.output
-    assert "upgraded from empty to 0003" in first.output
+    assert "upgraded from empty to 0004" in first.output
     second = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
-    assert "already at 0003" in second.output
+    assert "already at 0004" in second.output
 
 
 def test_events_list_and_show(
@@ -103,3 +103,11 @@ def test_cli_reports_an_unusable_store(tmp_path: Path, url: str) -> None:
     result = runner.invoke(cli, ["events", "list", "-c", str(config_file(tmp_path, url))])
     assert result.exit_code == 1
     assert "cannot open the store" in result.output
+
+
+def test_a_wrong_method_names_every_method_the_path_takes(gateway: str) -> None:
+    """Several routes share /api/v1/handlers/{id} (one per method): Allow lists them all."""
+    answer = httpx.patch(f"{gateway}/api/v1/handlers/x", timeout=10)
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "DELETE, GET, PUT"
+    assert answer.json()["type"] == "validation_error"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,3 +187,60 @@ def test_a_deadlock_between_two_writers_is_retried_not_refused(postgres_url: str
         assert sorted(e.i_event for e in store.list_events()) == [1, 2]
     finally:
         store.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB file system of its own (tmpfs), so that the test can fill it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs to fill (the tests run as root): {mounted.stderr}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of the disk; returns the file that holds them."""
+    filler = disk / "filler"
+    with filler.open("wb") as out, contextlib.suppress(OSError):
+        for _ in range(100_000):  # bounded: 64 KiB each, far beyond 16 MiB
+            out.write(b"\0" * 65536)
+            out.flush()
+    return filler
+
+
+def test_ready_answers_503_while_the_disk_is_full_and_200_once_writes_fit(
+    small_disk: Path,
+) -> None:
+    app = create_app(settings_for(f"sqlite:///{small_disk / 'opennsps.db'}", commit_timeout=3))
+    with running(app) as url:
+        assert post(url, 1).status_code == 200
+        filler = fill(small_disk)
+        big = {"padding": "x" * 20_000}
+        answers = []
+        for i_event in range(2, 400):  # bounded; the disk is full after a few
+            answer = httpx.post(
+                f"{url}/espf/events",
+                json=event_body(i_event, "Custom/Filler", **big),
+                headers=AUTH,
+                timeout=15,
+            )
+            answers.append(answer.status_code)
+            if answer.status_code == 503:
+                break
+        assert answers[-1] == 503, answers
+        ready = httpx.get(f"{url}/ready", timeout=15)
+        assert ready.status_code == 503, ready.text
+        assert httpx.get(f"{url}/ready", timeout=15).status_code == 503  # and stays so
+        filler.unlink()
+        assert httpx.get(f"{url}/ready", timeout=15).status_code == 200
+        assert post(url, 1000).status_code == 200

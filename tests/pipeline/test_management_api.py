@@ -224,7 +224,7 @@ def test_a_status_for_an_unknown_source_is_refused(store_url: str, dataset_file:
         answer = api.post(
             "/status", json={"source": "nope", "i_account": FIRST, "group": "HSS", "status": "OK"}
         )
-        assert answer.status_code == 422
+        assert answer.status_code == 404  # the named source does not exist
         assert "no source named 'nope'" in answer.json()["message"]
         missing = api.post("/status", json={"i_account": FIRST, "status": "OK"})
         assert missing.status_code == 422

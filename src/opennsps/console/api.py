@@ -23,18 +23,19 @@ from opennsps.console.masking import masked_definition, with_stored_secrets
 from opennsps.console.roles import Caller
 from opennsps.domain.deliveries import DeliveryState
 from opennsps.domain.routing import matches
-from opennsps.http_errors import ApiError, error_response
+from opennsps.domain.values import Id64, Int64, JsonId64, JsonInt64, Text, UtcTime
+from opennsps.http_errors import ERROR_RESPONSES, UPSTREAM_RESPONSE, ApiError, error_response
 from opennsps.pipeline.runtime import Pipeline
 from opennsps.pipeline.sample_send import send_sample
 from opennsps.portabilling.espf_client import MAX_ERROR_LENGTH, EspfApiError
 from opennsps.store.deliveries import DeliveryQueue, StatusReport
 from opennsps.store.handlers import HandlerConflict, HandlerNotFound, StoredHandler
 from opennsps.store.queries import (
-    DELIVERY_STATES,
-    EVENT_STATES,
     AttemptFilter,
     DeadFilter,
+    DeliveryStateName,
     EventFilter,
+    EventState,
     jsonable,
 )
 from opennsps.store.records import StoredRejectedRequest
@@ -43,8 +44,26 @@ Viewer = Annotated[Caller, Depends(require("viewer"))]
 Operator = Annotated[Caller, Depends(require("operator"))]
 Admin = Annotated[Caller, Depends(require("admin"))]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+# ESPF event types: Group/Name, or deeper (Account/Service/QuotaExceeded).
+EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$"
 
-router = APIRouter(prefix="/api/v1")
+
+def _single_query_values(request: Request) -> None:
+    """No operation takes a list in its query: a repeated parameter is ambiguous (which one
+    did the caller mean?), so it is refused rather than the last one silently kept."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ApiError(
+            422,
+            f"query parameter(s) given more than once: {', '.join(repeated)}",
+            "repeated_parameter",
+        )
+
+
+router = APIRouter(
+    prefix="/api/v1", responses=ERROR_RESPONSES, dependencies=[Depends(_single_query_values)]
+)
 
 
 def _pipeline(request: Request) -> Pipeline:
@@ -86,7 +105,7 @@ def list_handlers(
     _: Viewer,
     status: Literal["enabled", "disabled", "archived"] | None = None,
     type: Literal["http", "script", "python", "template"] | None = None,
-    event: str | None = None,
+    event: Text | None = None,
 ) -> list[dict[str, Any]]:
     """Handlers by priority; filter by status, type, or an event type they receive."""
     found = []
@@ -102,7 +121,7 @@ def list_handlers(
 
 
 @router.get("/handlers/{handler_id}", tags=["handlers"])
-def get_handler(request: Request, handler_id: str, _: Viewer) -> dict[str, Any]:
+def get_handler(request: Request, handler_id: Text, _: Viewer) -> dict[str, Any]:
     return handler_view(_pipeline(request).handler_store.get(handler_id))
 
 
@@ -119,10 +138,10 @@ def create_handler(request: Request, definition: HandlerConfig, _: Admin) -> dic
 
 @router.put("/handlers/{handler_id}", tags=["handlers"])
 def replace_handler(
-    request: Request, handler_id: str, definition: HandlerConfig, _: Admin
+    request: Request, handler_id: Text, definition: HandlerConfig, _: Admin
 ) -> dict[str, Any]:
     if definition.id != handler_id:
-        raise ApiError(422, "the body's id must be the handler id in the path", "id_mismatch")
+        raise ApiError(409, "the body's id must be the handler id in the path", "id_mismatch")
     pipeline = _pipeline(request)
     current = pipeline.handler_store.get(handler_id)
     try:
@@ -134,7 +153,7 @@ def replace_handler(
 
 
 @router.delete("/handlers/{handler_id}", tags=["handlers"], status_code=204)
-def delete_handler(request: Request, handler_id: str, _: Admin) -> None:
+def delete_handler(request: Request, handler_id: Text, _: Admin) -> None:
     pipeline = _pipeline(request)
     try:
         pipeline.handler_store.delete(handler_id)
@@ -144,7 +163,7 @@ def delete_handler(request: Request, handler_id: str, _: Admin) -> None:
 
 
 def _set_status(
-    request: Request, handler_id: str, status: Literal["enabled", "disabled", "archived"]
+    request: Request, handler_id: Text, status: Literal["enabled", "disabled", "archived"]
 ) -> dict[str, Any]:
     pipeline = _pipeline(request)
     stored = pipeline.handler_store.set_status(handler_id, status)
@@ -153,23 +172,23 @@ def _set_status(
 
 
 @router.post("/handlers/{handler_id}/enable", tags=["handlers"])
-def enable_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
+def enable_handler(request: Request, handler_id: Text, _: Operator) -> dict[str, Any]:
     return _set_status(request, handler_id, "enabled")
 
 
 @router.post("/handlers/{handler_id}/disable", tags=["handlers"])
-def disable_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
+def disable_handler(request: Request, handler_id: Text, _: Operator) -> dict[str, Any]:
     """A disabled handler receives no new events; its queued deliveries wait."""
     return _set_status(request, handler_id, "disabled")
 
 
 @router.post("/handlers/{handler_id}/archive", tags=["handlers"])
-def archive_handler(request: Request, handler_id: str, _: Admin) -> dict[str, Any]:
+def archive_handler(request: Request, handler_id: Text, _: Admin) -> dict[str, Any]:
     return _set_status(request, handler_id, "archived")
 
 
 @router.post("/handlers/{handler_id}/pause", tags=["handlers", "maintenance"])
-def pause_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
+def pause_handler(request: Request, handler_id: Text, _: Operator) -> dict[str, Any]:
     """Stop dispatching to this handler; new events still queue up for it."""
     pipeline = _pipeline(request)
     stored = pipeline.handler_store.set_paused(handler_id, True)
@@ -178,7 +197,7 @@ def pause_handler(request: Request, handler_id: str, _: Operator) -> dict[str, A
 
 
 @router.post("/handlers/{handler_id}/resume", tags=["handlers", "maintenance"])
-def resume_handler(request: Request, handler_id: str, _: Operator) -> dict[str, Any]:
+def resume_handler(request: Request, handler_id: Text, _: Operator) -> dict[str, Any]:
     pipeline = _pipeline(request)
     stored = pipeline.handler_store.set_paused(handler_id, False)
     pipeline.reload_handlers()
@@ -186,7 +205,7 @@ def resume_handler(request: Request, handler_id: str, _: Operator) -> dict[str, 
 
 
 @router.post("/handlers/{handler_id}/replay-dead", tags=["replay"])
-def replay_dead(request: Request, handler_id: str, _: Operator) -> dict[str, int]:
+def replay_dead(request: Request, handler_id: Text, _: Operator) -> dict[str, int]:
     pipeline = _pipeline(request)
     pipeline.handler_store.get(handler_id)  # 404 for an unknown handler
     count = pipeline.replayer.dead(DeadFilter(handler_id=handler_id), _now(), limit=None)
@@ -198,14 +217,16 @@ class SampleEvent(BaseModel):
     """The event a test-send delivers; it is enriched from `source` like a real one."""
 
     model_config = ConfigDict(extra="forbid")
-    source: str | None = None
-    event_type: str = Field(default="Subscriber/Updated", min_length=1, max_length=255)
+    source: Text | None = None
+    event_type: str = Field(
+        default="Subscriber/Updated", max_length=255, pattern=EVENT_TYPE_PATTERN
+    )
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
 @router.post("/handlers/{handler_id}/test", tags=["handlers"])
 async def test_send_handler(
-    request: Request, handler_id: str, body: SampleEvent, _: Operator
+    request: Request, handler_id: Text, body: SampleEvent, _: Operator
 ) -> dict[str, Any]:
     """Send one sample event to the handler's connector now, exactly as a delivery would go
     (enriched, same payload and outcome rules), and show what happened. Nothing is stored
@@ -223,7 +244,7 @@ async def test_send_handler(
         )
     except (PluginLoadError, ValueError) as exc:
         raise ApiError(
-            422, f"the handler's connector cannot be built: {exc}", "bad_handler"
+            409, f"the handler's connector cannot be built: {exc}", "bad_handler"
         ) from exc
 
 
@@ -255,30 +276,24 @@ def resume_all(request: Request, _: Operator) -> dict[str, bool]:
 # -- events, deliveries, attempts ---------------------------------------------------------
 
 
-def _checked(f: EventFilter) -> EventFilter:
-    if f.state is not None and f.state not in EVENT_STATES:
-        raise ApiError(422, f"state must be one of {', '.join(EVENT_STATES)}", "invalid_state")
-    return f
-
-
 @router.get("/events", tags=["events"])
 def search_events(
     request: Request,
     _: Viewer,
-    event_type: str | None = None,
-    i_account: int | None = None,
-    i_event: int | None = None,
-    source: str | None = None,
-    state: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    event_type: Text | None = None,
+    i_account: Int64 | None = None,
+    i_event: Id64 | None = None,
+    source: Text | None = None,
+    state: EventState | None = None,
+    since: UtcTime | None = None,
+    until: UtcTime | None = None,
     limit: Limit = 50,
-    before: int | None = None,
+    before: Id64 | None = None,
 ) -> dict[str, Any]:
     """Newest first. `event_type` may end with `*`; `state` is one of unrouted, pending,
     waiting, delivered, rejected, dead. Page with `before` = the last item's `seq`."""
     found = _pipeline(request).queries.search_events(
-        _checked(EventFilter(event_type, i_account, i_event, source, state, since, until)),
+        EventFilter(event_type, i_account, i_event, source, state, since, until),
         limit=limit,
         before_seq=before,
     )
@@ -286,7 +301,7 @@ def search_events(
 
 
 @router.get("/events/{event_id}", tags=["events"])
-def event_detail(request: Request, event_id: str, _: Viewer) -> dict[str, Any]:
+def event_detail(request: Request, event_id: Text, _: Viewer) -> dict[str, Any]:
     """The event, its deliveries (by priority) and every attempt with its pb_data snapshot."""
     detail = _pipeline(request).queries.event_detail(event_id)
     if detail is None:
@@ -295,7 +310,7 @@ def event_detail(request: Request, event_id: str, _: Viewer) -> dict[str, Any]:
 
 
 @router.post("/events/{event_id}/replay", tags=["replay"])
-def replay_event(request: Request, event_id: str, _: Operator) -> dict[str, int]:
+def replay_event(request: Request, event_id: Text, _: Operator) -> dict[str, int]:
     pipeline = _pipeline(request)
     count = pipeline.replayer.event(event_id, _now())
     if count is None:
@@ -308,13 +323,11 @@ def replay_event(request: Request, event_id: str, _: Operator) -> dict[str, int]
 def list_deliveries(
     request: Request,
     _: Viewer,
-    state: str | None = None,
-    handler_id: str | None = None,
+    state: DeliveryStateName | None = None,
+    handler_id: Text | None = None,
     limit: Limit = 50,
-    before: int | None = None,
+    before: Id64 | None = None,
 ) -> dict[str, Any]:
-    if state is not None and state not in DELIVERY_STATES:
-        raise ApiError(422, f"state must be one of {', '.join(DELIVERY_STATES)}", "invalid_state")
     found = _pipeline(request).queries.list_deliveries(
         state=state, handler_id=handler_id, limit=limit, before_id=before
     )
@@ -322,7 +335,7 @@ def list_deliveries(
 
 
 @router.post("/deliveries/{delivery_id}/replay", tags=["replay"])
-def replay_delivery(request: Request, delivery_id: int, _: Operator) -> dict[str, int]:
+def replay_delivery(request: Request, delivery_id: Id64, _: Operator) -> dict[str, int]:
     pipeline = _pipeline(request)
     if not pipeline.replayer.delivery(delivery_id, _now()):
         raise ApiError(
@@ -334,16 +347,18 @@ def replay_delivery(request: Request, delivery_id: int, _: Operator) -> dict[str
 
 class ReplayFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    event_type: str | None = None
-    i_account: int | None = None
-    i_event: int | None = None
-    source: str | None = None
-    state: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    handler_id: str | None = None
+    event_type: Text | None = None
+    i_account: JsonInt64 | None = None
+    i_event: JsonId64 | None = None
+    source: Text | None = None
+    state: EventState | None = None
+    since: UtcTime | None = None
+    until: UtcTime | None = None
+    handler_id: Text | None = None
     limit: int = Field(default=10_000, ge=1, le=1_000_000)
-    dry_run: bool = Field(default=False, description="Only count the events it would replay")
+    dry_run: bool = Field(
+        default=False, strict=True, description="Only count the events it would replay"
+    )
 
 
 @router.post("/replay", tags=["replay"])
@@ -351,7 +366,7 @@ def replay_matching(request: Request, body: ReplayFilter, _: Operator) -> dict[s
     """Replay the events a search finds (optionally only their deliveries to one handler);
     with dry_run, answer how many events that would be (`matching`) and change nothing."""
     pipeline = _pipeline(request)
-    f = _checked(EventFilter(**body.model_dump(exclude={"handler_id", "limit", "dry_run"})))
+    f = EventFilter(**body.model_dump(exclude={"handler_id", "limit", "dry_run"}))
     if body.dry_run:
         found = pipeline.queries.count_events(f, handler_id=body.handler_id)
         return {"matching": min(found, body.limit)}
@@ -364,12 +379,12 @@ def replay_matching(request: Request, body: ReplayFilter, _: Operator) -> dict[s
 def dead_letters(
     request: Request,
     _: Viewer,
-    handler_id: str | None = None,
-    event_type: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    handler_id: Text | None = None,
+    event_type: Text | None = None,
+    since: UtcTime | None = None,
+    until: UtcTime | None = None,
     limit: Limit = 50,
-    before: int | None = None,
+    before: Id64 | None = None,
 ) -> dict[str, Any]:
     """Dead deliveries (newest first) with their reasons; `since`/`until` bound the time
     they died. `total` counts every match."""
@@ -385,12 +400,14 @@ def dead_letters(
 
 class DeadReplay(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    handler_id: str | None = None
-    event_type: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    handler_id: Text | None = None
+    event_type: Text | None = None
+    since: UtcTime | None = None
+    until: UtcTime | None = None
     limit: int = Field(default=10_000, ge=1, le=1_000_000)
-    dry_run: bool = Field(default=False, description="Only count what would be replayed")
+    dry_run: bool = Field(
+        default=False, strict=True, description="Only count what would be replayed"
+    )
 
 
 @router.post("/dead/replay", tags=["replay"])
@@ -410,18 +427,18 @@ def replay_dead_letters(request: Request, body: DeadReplay, _: Operator) -> dict
 def search_attempts(
     request: Request,
     _: Viewer,
-    handler_id: str | None = None,
+    handler_id: Text | None = None,
     handler_type: Literal["http", "script", "python", "template"] | None = None,
     outcome: Literal["delivered", "waiting", "rejected", "retry", "dead"] | None = None,
-    event_id: str | None = None,
-    event_type: str | None = None,
-    i_account: int | None = None,
-    msisdn: str | None = None,
-    imsi: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    event_id: Text | None = None,
+    event_type: Text | None = None,
+    i_account: Int64 | None = None,
+    msisdn: Text | None = None,
+    imsi: Text | None = None,
+    since: UtcTime | None = None,
+    until: UtcTime | None = None,
     limit: Limit = 50,
-    before: int | None = None,
+    before: Id64 | None = None,
 ) -> dict[str, Any]:
     """The execution log, newest first. `event_type` may end with `*`; `msisdn` and `imsi`
     are those PortaBilling reported for the attempt's account. Page with `before`."""
@@ -451,7 +468,7 @@ def search_attempts(
 
 
 @router.get("/attempts/{attempt_id}", tags=["events"])
-def attempt_detail(request: Request, attempt_id: int, _: Viewer) -> dict[str, Any]:
+def attempt_detail(request: Request, attempt_id: Id64, _: Viewer) -> dict[str, Any]:
     """One attempt and the exact NSPS Event it sent (`payload`; null when nothing was sent,
     e.g. enrichment failed). The service password is masked."""
     found = _pipeline(request).queries.attempt_detail(attempt_id)
@@ -474,7 +491,7 @@ def attempt_detail(request: Request, attempt_id: int, _: Viewer) -> dict[str, An
 
 @router.get("/rejected", tags=["events"])
 def rejected_requests(
-    request: Request, _: Viewer, since: datetime | None = None, limit: Limit = 50
+    request: Request, _: Viewer, since: UtcTime | None = None, limit: Limit = 50
 ) -> list[dict[str, Any]]:
     """Requests the ESPF ingress refused (ESPF does not send those again)."""
     found: list[StoredRejectedRequest] = request.app.state.store.list_rejected(
@@ -513,12 +530,12 @@ def stats_series(
 
 
 def _known_source(request: Request, given: str | None) -> str:
-    """The named source (default: ingress.default_source); 422 if it is not configured."""
+    """The named source (default: ingress.default_source); 404 if it is not configured."""
     ingress = request.app.state.settings.ingress
     source: str = given or ingress.default_source
     if source not in ingress.sources:
         raise ApiError(
-            422, f"no source named {source!r} is configured (ingress.sources)", "unknown_source"
+            404, f"no source named {source!r} is configured (ingress.sources)", "unknown_source"
         )
     return source
 
@@ -528,13 +545,13 @@ class StatusIn(BaseModel):
     later. With event_id and handler_id, the delivery that was waiting for it is finished."""
 
     model_config = ConfigDict(extra="forbid")
-    source: str | None = None
-    i_account: int
-    group: str = Field(min_length=1, max_length=64)
+    source: Text | None = None
+    i_account: JsonInt64
+    group: str = Field(min_length=1, max_length=64, pattern="^[^\x00]*$")
     status: Literal["OK", "IN_PROGRESS", "RETRY", "FAILED"]
-    error: str | None = Field(default=None, max_length=MAX_ERROR_LENGTH)
-    event_id: str | None = None
-    handler_id: str | None = None
+    error: str | None = Field(default=None, max_length=MAX_ERROR_LENGTH, pattern="^[^\x00]*$")
+    event_id: Text | None = None
+    handler_id: Text | None = None
 
 
 @router.post("/status", tags=["status"], status_code=202)
@@ -568,13 +585,13 @@ def report_status(request: Request, body: StatusIn, caller: Operator) -> dict[st
 
 class ScheduleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    source: str | None = None
-    event_type: str = Field(min_length=1, max_length=255)
+    source: Text | None = None
+    event_type: str = Field(max_length=255, pattern=EVENT_TYPE_PATTERN)
     variables: dict[str, Any]
-    start_time: datetime
+    start_time: UtcTime
 
 
-@router.post("/schedule", tags=["status"], status_code=201)
+@router.post("/schedule", tags=["status"], status_code=201, responses=UPSTREAM_RESPONSE)
 async def schedule_event(request: Request, body: ScheduleIn, _: Operator) -> dict[str, Any]:
     """Ask PortaBilling's ESPF to send an event at start_time (/espf/v1/event/create)."""
     pipeline = _pipeline(request)
@@ -587,7 +604,7 @@ async def schedule_event(request: Request, body: ScheduleIn, _: Operator) -> dic
             f" (ingress.sources.{source}.portabilling.espf_api)",
             "not_configured",
         )
-    start = body.start_time if body.start_time.tzinfo else body.start_time.replace(tzinfo=UTC)
+    start = body.start_time
     try:
         i_event = await client.create_event(body.event_type, body.variables, start)
     except EspfApiError as exc:

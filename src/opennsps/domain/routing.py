@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-_PATTERN_TEXT = re.compile(r"^[A-Za-z0-9_*/.-]+$")
+EVENT_PATTERN_TEXT = r"^[A-Za-z0-9_*/.-]+$"
+_PATTERN_TEXT = re.compile(EVENT_PATTERN_TEXT)
 
 
 class PatternError(ValueError):

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -44,6 +44,56 @@ def as_utc(value: datetime) -> datetime:
         raise ValueError(f"{value.isoformat()} is outside the years 1-9999 in UTC") from None
 
 
-Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
-Id64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
-UtcTime = Annotated[datetime, AfterValidator(as_utc)]
+def as_utc_bound(value: datetime) -> datetime:
+    """As as_utc, but a time just outside the storable years is the nearest storable one:
+    as a search bound it finds the same rows."""
+    try:
+        return as_utc(value)
+    except ValueError:
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
+def _integer_text(value: Any) -> Any:
+    """Integers in URLs: ASCII digits only, read by as_integer (pydantic would also take
+    "0.0" or "1_000")."""
+    if isinstance(value, str):
+        number = as_integer(value)
+        if number is None:
+            raise ValueError("must be a whole number of at most 19 digits")
+        return number
+    return value
+
+
+def _iso_time(value: Any) -> Any:
+    """Only ISO-8601 text (or a datetime) is a time: pydantic would also read a number such
+    as `0.5` as seconds since 1970."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    raise ValueError("must be an ISO-8601 date-time such as 2026-01-31T12:00:00Z")
+
+
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX), BeforeValidator(_integer_text)]
+Id64 = Annotated[int, Field(ge=0, le=INT64_MAX), BeforeValidator(_integer_text)]
+
+
+def _json_integer(value: Any) -> Any:
+    """In a JSON body an integer is a JSON number (1.0 included, as JSON Schema has it):
+    `false` or "5" is not an account."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+# Integers in a JSON body stay within I-JSON's (RFC 7493) exact range: every client, and
+# every JSON Schema validator (they compare as doubles), reads them the same.
+JSON_INT_MAX = 2**53 - 1
+JsonInt64 = Annotated[int, Field(ge=-JSON_INT_MAX, le=JSON_INT_MAX), BeforeValidator(_json_integer)]
+JsonId64 = Annotated[int, Field(ge=0, le=JSON_INT_MAX), BeforeValidator(_json_integer)]
+UtcTime = Annotated[datetime, BeforeValidator(_iso_time), AfterValidator(as_utc_bound)]
+# Text that filters or names stored things: PostgreSQL cannot hold a NUL character.
+Text = Annotated[str, Field(max_length=1000, pattern="^[^\x00]*$")]

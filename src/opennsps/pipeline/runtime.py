@@ -24,10 +24,12 @@ from opennsps.store.handlers import HandlerStore
 from opennsps.store.outbox import StatusOutbox
 from opennsps.store.queries import Queries
 from opennsps.store.replay import Replayer
+from opennsps.store.statistics import refresh_statistics
 
 log = get_logger("opennsps.pipeline")
 
 QUEUE_FIGURES_SECONDS = 5.0
+STATISTICS_SECONDS = 15.0
 
 
 class Pipeline:
@@ -66,7 +68,7 @@ class Pipeline:
             self.outbox, espf_clients(settings.ingress.sources), self.owner, store_calls=store_calls
         )
         self.retention = RetentionLoop(engine, settings.retention)
-        self._figures: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
 
     def schedule_for(self, handler: HandlerConfig) -> RetrySchedule:
         if handler.retry is None:
@@ -81,13 +83,15 @@ class Pipeline:
         await self.worker.start()
         self.status_sender.start()
         self.retention.start()
-        self._figures = asyncio.create_task(self._queue_figures(), name="queue-figures")
+        self._loops = [asyncio.create_task(self._queue_figures(), name="queue-figures")]
+        if self.engine.dialect.name == "postgresql":
+            self._loops.append(asyncio.create_task(self._statistics(), name="statistics"))
 
     async def stop(self) -> None:
-        if self._figures is not None:
-            self._figures.cancel()
+        for loop in self._loops:
+            loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._figures
+                await loop
         await self.retention.stop()
         await self.worker.stop()
         await self.status_sender.stop()
@@ -116,3 +120,14 @@ class Pipeline:
             except Exception:
                 log.exception("reading queue figures failed")
             await asyncio.sleep(QUEUE_FIGURES_SECONDS)
+
+    async def _statistics(self) -> None:
+        """Keep PostgreSQL's planner statistics of the work tables fresh (store/statistics.py)."""
+        while True:
+            try:
+                analysed = await asyncio.to_thread(refresh_statistics, self.engine)
+                if analysed:
+                    log.info("planner statistics refreshed", tables=analysed)
+            except Exception:
+                log.exception("refreshing planner statistics failed; trying again later")
+            await asyncio.sleep(STATISTICS_SECONDS)

@@ -81,7 +81,8 @@ class EspfApiClient:
     async def create_event(
         self, event_type: str, variables: dict[str, Any], start_time: datetime
     ) -> int:
-        moment = start_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        # isoformat pads the year to four digits; strftime's %Y does not below 1000.
+        moment = start_time.astimezone(UTC).replace(microsecond=0).isoformat(sep=" ")[:19]
         answer = await self._request(
             "POST",
             "/event/create",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import secrets
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Row, Select, func, select, text
@@ -35,7 +36,7 @@ from opennsps.store.records import (
     StoredRejectedRequest,
     StoreUnavailable,
 )
-from opennsps.store.schema import events, rejected_requests
+from opennsps.store.schema import events, rejected_requests, store_probe
 
 # Errors that mean "the database cannot take writes now", not "this row is bad".
 _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -48,6 +49,7 @@ _SQLITE_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 log = get_logger("opennsps.store")
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
 DEADLOCK_ATTEMPTS = 5
+PROBE_BYTES = 64 * 1024  # a large event's worth
 
 
 class EventStore:
@@ -238,20 +240,27 @@ class EventStore:
     # -- reads ------------------------------------------------------------------------
 
     def ping(self) -> bool:
-        """True when the database answers; after a failed write, only once it takes writes."""
+        """True when the database answers; after a failed write, only once it commits a
+        write of an event's size again (one that touches no row needs no disk space)."""
         try:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
-                if self.writes_failing:
-                    # A write that touches no row still needs the write lock / a live server.
-                    connection.execute(events.delete().where(events.c.seq < 0))
-                    connection.rollback()
-                    self.writes_failing = False
+            if self.writes_failing:
+                self._probe_write()
+                self.writes_failing = False
         except sa_exc.SQLAlchemyError:
             metrics.STORE_UP.set(0)
             return False
         metrics.STORE_UP.set(1)
         return True
+
+    def _probe_write(self) -> None:
+        payload = secrets.token_hex(PROBE_BYTES // 2)  # incompressible, as events are
+        with self.engine.begin() as connection:
+            connection.execute(store_probe.delete())
+            connection.execute(
+                store_probe.insert().values(id=1, written_at=datetime.now(UTC), payload=payload)
+            )
 
     def get_event(self, event_id: str) -> StoredEvent | None:
         with self.engine.connect() as connection:

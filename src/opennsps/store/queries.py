@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlalchemy import BigInteger, Engine, Integer, Select, and_, cast, func, literal_column, select
 from sqlalchemy.sql.elements import ColumnClause
@@ -13,8 +13,9 @@ from sqlalchemy.sql.elements import ColumnClause
 from opennsps.store.schema import attempts, deliveries, events
 
 EventState = Literal["unrouted", "pending", "waiting", "delivered", "rejected", "dead"]
-EVENT_STATES: tuple[str, ...] = ("unrouted", "pending", "waiting", "delivered", "rejected", "dead")
-DELIVERY_STATES = ("pending", "in_flight", "waiting", "delivered", "rejected", "dead")
+EVENT_STATES: tuple[str, ...] = get_args(EventState)
+DeliveryStateName = Literal["pending", "in_flight", "waiting", "delivered", "rejected", "dead"]
+DELIVERY_STATES: tuple[str, ...] = get_args(DeliveryStateName)
 MAX_LIMIT = 1000
 
 

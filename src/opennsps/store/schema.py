@@ -227,6 +227,16 @@ runtime_flags = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+# The readiness probe's write (migration 0004): one row, rewritten with an event's worth
+# of bytes, so that a full disk or a read-only database shows.
+store_probe = Table(
+    "store_probe",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("written_at", UtcDateTime(), nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
 console_users = Table(
     "console_users",
     metadata,
