@@ -157,7 +157,12 @@ class GatewayProcess:
             env={**os.environ, **(env or {})},
             cwd=config_file.parent,
         )
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.kill()  # a gateway that never became ready is not left running
+            self._log.close()
+            raise
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -173,7 +178,8 @@ class GatewayProcess:
         raise RuntimeError("opennsps serve did not become ready")
 
     def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
     def stop(self) -> None:

@@ -54,6 +54,7 @@ def serve(
     import uvicorn
 
     from opennsps.app import create_app
+    from opennsps.http_server import uvicorn_options
     from opennsps.logging import configure_logging
 
     settings = settings_or_exit(config)
@@ -63,10 +64,8 @@ def serve(
         create_app(settings, store, owns_process=True),
         host=host or settings.server.host,
         port=port if port is not None else settings.server.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
         timeout_graceful_shutdown=30,
+        **uvicorn_options(settings.server),
     )
 
 

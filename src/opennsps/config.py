@@ -41,14 +41,35 @@ class ConfigError(Exception):
         super().__init__(f"invalid configuration ({origin}):\n  " + "\n  ".join(problems))
 
 
+def _numbers_are_text(schema: dict[str, Any]) -> None:
+    """Text fields take numbers too (coerce_numbers_to_str): say so in the JSON Schema."""
+    for prop in schema.get("properties", {}).values():
+        for branch in [prop, *prop.get("anyOf", [])]:
+            if branch.get("type") == "string":
+                branch["type"] = ["string", "number"]
+
+
 class _Section(BaseModel):
     # A password written as 12345 in YAML is still a password.
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        coerce_numbers_to_str=True,
+        json_schema_extra=_numbers_are_text,
+    )
 
 
 class ServerConfig(_Section):
+    """Where the gateway listens, and the limits of its HTTP server (http_server.py)."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=0, le=65535)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_headers: int = Field(default=100, ge=10, le=10_000)
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    keep_alive_timeout: int = Field(default=5, ge=1, le=3600)
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
 
 
 class LoggingConfig(_Section):
@@ -273,6 +294,7 @@ def _holds_nul(value: Any) -> bool:
 def _one_section_per_type(schema: dict[str, Any]) -> None:
     """The rule of _settings_for_type in the JSON Schema, so that API clients (and the
     API's own fuzz test) know it: a handler has the section of its type and no other."""
+    _numbers_are_text(schema)
 
     def section(kind: str) -> dict[str, Any]:
         return {"required": [kind], "properties": {kind: {"type": "object"}}}
