@@ -67,10 +67,11 @@ def test_integers_are_ascii_and_64_bit(raw: object) -> None:
     assert as_integer(raw) is None
     with pytest.raises(EventValidationError, match="64-bit"):
         parse_event({"event_type": "Custom/X", "variables": {"i_event": raw}})
-    with pytest.raises(EventValidationError, match="64-bit"):
-        parse_event(
-            {"event_type": "Subscriber/Updated", "variables": {"i_event": 1, "i_account": raw}}
-        )
+    # As an entity id it is no id: the event is still taken, ordered on its own.
+    event = parse_event(
+        {"event_type": "Subscriber/Updated", "variables": {"i_event": 1, "i_account": raw}}
+    )
+    assert event.entity_key is None
 
 
 def test_a_refused_value_is_quoted_short() -> None:
@@ -97,3 +98,19 @@ def test_variables_nested_deeper_than_the_store_writes_are_refused() -> None:
     parse_event({"event_type": "Custom/X", "variables": {"i_event": 1, "deep": nested(250)}})
     with pytest.raises(EventValidationError, match="cannot be stored"):
         parse_event({"event_type": "Custom/X", "variables": {"i_event": 1, "deep": nested(300)}})
+
+
+def test_what_no_store_can_hold_is_stored_as_text_the_same_on_both_engines() -> None:
+    event = parse_event(
+        {
+            "event_type": "Custom/X",
+            "variables": {"i_event": 1, "big": 2**70, "note": "a\x00b", "list": [-(2**64)]},
+        }
+    )
+    assert event.variables == {
+        "i_event": 1,
+        "big": str(2**70),
+        "note": "a\\u0000b",
+        "list": [str(-(2**64))],
+    }
+    assert '"big":"1180591620717411303424"' in event.variables_json

@@ -9,36 +9,22 @@ from typing import Any
 
 import orjson
 
-from opennsps.domain.values import as_integer, as_utc
+from opennsps.domain.values import INT64_MIN, as_integer, as_utc
 
 MAX_EVENT_TYPE_LENGTH = 255
 
-# Which variables each event group must carry (ESPF guide, "Event types").
-REQUIRED_VARIABLES: dict[str, tuple[str, ...]] = {
-    "Subscriber": ("i_account",),
-    "Account": ("i_account",),
-    "SIM": ("i_account",),
-    "Customer": ("i_customer",),
-    "Invoice": ("i_customer", "i_invoice"),
-    "DID": ("number",),
-}
-
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-_ENTITY_KEY_VARIABLE: dict[str, tuple[str, str]] = {
-    "Subscriber": ("account", "i_account"),
-    "Account": ("account", "i_account"),
-    "SIM": ("account", "i_account"),
-    "Customer": ("customer", "i_customer"),
-    "Invoice": ("invoice", "i_invoice"),
-    "DID": ("did", "number"),
-}
-# For event types outside the known groups (Custom/*, ...): the first variable present names it.
-_FALLBACK_ENTITY_VARIABLES = (
+# The entity an event is about, for ordering: the first of these variables it carries.
+# An event of any group is accepted without them (ESPF drops an event answered 400), and
+# is then ordered on its own.
+ENTITY_VARIABLES = (
     ("account", "i_account"),
+    ("sim", "i_sim_card"),
     ("customer", "i_customer"),
     ("invoice", "i_invoice"),
     ("did", "number"),
 )
+NUL_AS_TEXT = "\\u0000"  # the six characters that stand for a NUL character once stored
 
 
 class EventValidationError(ValueError):
@@ -83,16 +69,13 @@ def parse_event(body: Any) -> IncomingEvent:
         raise EventValidationError("'variables' must be a JSON object")
 
     i_event = _parse_i_event(body, variables)
-    group = event_group(event_type)
-    for name in REQUIRED_VARIABLES.get(group, ()):
-        _require_variable(group, name, variables)
-
+    variables, variables_json = _storable(variables)
     return IncomingEvent(
         event_type=event_type,
         variables=variables,
-        variables_json=_storable(variables),
+        variables_json=variables_json,
         i_event=i_event,
-        entity_key=_entity_key(group, variables),
+        entity_key=entity_key_of(event_type, variables),
         event_time=parse_event_time(body.get("event_time", variables.get("event_time"))),
     )
 
@@ -114,36 +97,14 @@ def _parse_i_event(body: dict[str, Any], variables: dict[str, Any]) -> int:
     return i_event
 
 
-def _require_variable(group: str, name: str, variables: dict[str, Any]) -> None:
-    if name not in variables or variables[name] is None:
-        raise EventValidationError(f"{group} events require 'variables.{name}'")
-    value = variables[name]
-    if name == "number":
-        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
-            raise EventValidationError("'variables.number' must be a non-empty string")
-    elif as_integer(value) is None:
-        raise EventValidationError(
-            f"'variables.{name}' must be a 64-bit integer or integer string, got {_shown(value)}"
-        )
-
-
 def entity_key_of(event_type: str, variables: dict[str, Any]) -> str | None:
-    """The entity (account, customer, invoice, DID) an event is about, as `kind:id`."""
-    return _entity_key(event_group(event_type), variables)
-
-
-def _entity_key(group: str, variables: dict[str, Any]) -> str | None:
-    candidates = (
-        (_ENTITY_KEY_VARIABLE[group],)
-        if group in _ENTITY_KEY_VARIABLE
-        else _FALLBACK_ENTITY_VARIABLES
-    )
-    for kind, name in candidates:
+    """The entity (account, SIM card, customer, invoice, DID) an event is about, as
+    `kind:id`: the first of ENTITY_VARIABLES it carries with a usable value."""
+    del event_type  # the rule is the same for every group, Custom/* included
+    for kind, name in ENTITY_VARIABLES:
         value = variables.get(name)
-        if value is None:
-            continue
         if name == "number":
-            if isinstance(value, str | int) and not isinstance(value, bool):
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
                 return f"{kind}:{str(value).strip()}"
             continue
         number = as_integer(value)
@@ -152,13 +113,37 @@ def _entity_key(group: str, variables: dict[str, Any]) -> str | None:
     return None
 
 
-def _storable(variables: dict[str, Any]) -> str:
-    """The variables as JSON text. JSON nested deeper than the serialiser writes (254
-    levels) is refused here, on its own request, not in the batch it would be written in."""
+def _storable(variables: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The variables as both engines store them, and as JSON text.
+
+    What no engine can hold is changed the same way on both (the raw body keeps what was
+    sent): a NUL character becomes the six characters `\\u0000`; an integer beyond 64 bits
+    becomes its digits as text. JSON nested deeper than the serialiser writes (254 levels)
+    is refused here, on its own request, not in the batch it would be written in.
+    """
     try:
-        return orjson.dumps(variables).decode()
+        text = orjson.dumps(variables).decode()
+    except orjson.JSONEncodeError:
+        text = None
+    if text is not None and "\\u0000" not in text:  # orjson writes a NUL character so
+        return variables, text
+    cleaned: dict[str, Any] = _as_storable(variables)
+    try:
+        return cleaned, orjson.dumps(cleaned).decode()
     except orjson.JSONEncodeError as exc:
         raise EventValidationError(f"'variables' cannot be stored: {exc}") from None
+
+
+def _as_storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_AS_TEXT)
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value < 2**64:
+        return str(value)
+    if isinstance(value, dict):
+        return {_as_storable(key): _as_storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_storable(item) for item in value]
+    return value
 
 
 def _shown(value: Any) -> str:
