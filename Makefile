@@ -15,7 +15,7 @@ CONFIG ?= opennsps.example.yaml
 # redis-server, which the real PyHSS needs (each test run starts a private one).
 DEBIAN_PACKAGES := libio-socket-ssl-perl freeradius freeradius-utils chromium chromium-driver redis-server
 
-.PHONY: run serve test lint typecheck bench clean debian-packages screenshots
+.PHONY: run serve test test-fast lint typecheck bench clean debian-packages screenshots
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,6 +38,11 @@ serve: $(VENV)/.synced
 test: $(VENV)/.synced lint typecheck debian-packages
 	$(VENV)/bin/python -m tools.ensure_postgres
 	$(VENV)/bin/pytest -q
+
+## test-fast: the inner-loop subset: SQLite only, without the tests marked slow (real
+## PyHSS and FreeRADIUS, fuzzing, subprocesses); stops at the first failure
+test-fast: $(VENV)/.synced
+	$(VENV)/bin/pytest -q -x -m "not slow and not postgres"
 
 ## screenshots: refresh the console screenshots in docs/images (from its browser test)
 screenshots: $(VENV)/.synced debian-packages

@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support import basic_header, event_body
 
+pytestmark = pytest.mark.slow
 JSON = {"Content-Type": "application/json"}
 COUNTER = itertools.count(10_000_000)
 
