@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,7 @@ def bulk_load(url: str) -> None:
             " updated_at) SELECT seq, 'hss', 10, entity_key, 'pending', 0, 0, received_at,"
             " false, received_at, received_at FROM events ORDER BY seq"
         )
+        db.execute("SELECT pg_stat_force_next_flush()")
 
 
 def claim_buffers(engine: Any, queue: DeliveryQueue, now: datetime) -> int:
@@ -57,7 +59,13 @@ def test_a_bulk_loaded_backlog_is_analysed_and_claims_read_little(postgres_url: 
     try:
         migrate.upgrade(engine)
         bulk_load(postgres_url)
-        assert set(refresh_statistics(engine)) >= {"deliveries", "events"}
+        # PostgreSQL publishes a session's row counts a moment after it ends: poll.
+        analysed: set[str] = set()
+        deadline = time.monotonic() + 60
+        while not analysed >= {"deliveries", "events"} and time.monotonic() < deadline:
+            analysed |= set(refresh_statistics(engine))
+            time.sleep(0.2)
+        assert analysed >= {"deliveries", "events"}
         assert refresh_statistics(engine) == []  # fresh now: nothing more to do
         queue = DeliveryQueue(engine)
         now = datetime.now(UTC) + timedelta(seconds=5)
