@@ -23,7 +23,7 @@ from opennsps.console.masking import masked_definition, with_stored_secrets
 from opennsps.console.roles import Caller
 from opennsps.domain.deliveries import DeliveryState
 from opennsps.domain.routing import matches
-from opennsps.domain.values import Id64, Int64, JsonId64, JsonInt64, Text, UtcTime
+from opennsps.domain.values import Id64, Int64, JsonId, JsonInt, Text, UtcTime
 from opennsps.http_errors import ERROR_RESPONSES, UPSTREAM_RESPONSE, ApiError, error_response
 from opennsps.pipeline.runtime import Pipeline
 from opennsps.pipeline.sample_send import send_sample
@@ -348,8 +348,8 @@ def replay_delivery(request: Request, delivery_id: Id64, _: Operator) -> dict[st
 class ReplayFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
     event_type: Text | None = None
-    i_account: JsonInt64 | None = None
-    i_event: JsonId64 | None = None
+    i_account: JsonInt | None = None
+    i_event: JsonId | None = None
     source: Text | None = None
     state: EventState | None = None
     since: UtcTime | None = None
@@ -546,7 +546,7 @@ class StatusIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     source: Text | None = None
-    i_account: JsonInt64
+    i_account: JsonInt
     group: str = Field(min_length=1, max_length=64, pattern="^[^\x00]*$")
     status: Literal["OK", "IN_PROGRESS", "RETRY", "FAILED"]
     error: str | None = Field(default=None, max_length=MAX_ERROR_LENGTH, pattern="^[^\x00]*$")

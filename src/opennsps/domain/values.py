@@ -2,7 +2,8 @@
 CLI): one definition of what is acceptable, shared by every entry point.
 
 PortaBilling's ids are 64-bit integers; both stores keep times in UTC within years 1-9999.
-A value outside these cannot be stored or sent on, so it is refused where it enters.
+A value outside these cannot be stored or sent on, so it is refused where it enters (an
+ESPF event is refused only for its i_event: see domain/events.py).
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def _json_integer(value: Any) -> Any:
 # Integers in a JSON body stay within I-JSON's (RFC 7493) exact range: every client, and
 # every JSON Schema validator (they compare as doubles), reads them the same.
 JSON_INT_MAX = 2**53 - 1
-JsonInt64 = Annotated[int, Field(ge=-JSON_INT_MAX, le=JSON_INT_MAX), BeforeValidator(_json_integer)]
-JsonId64 = Annotated[int, Field(ge=0, le=JSON_INT_MAX), BeforeValidator(_json_integer)]
+JsonInt = Annotated[int, Field(ge=-JSON_INT_MAX, le=JSON_INT_MAX), BeforeValidator(_json_integer)]
+JsonId = Annotated[int, Field(ge=0, le=JSON_INT_MAX), BeforeValidator(_json_integer)]
 UtcTime = Annotated[datetime, BeforeValidator(_iso_time), AfterValidator(as_utc_bound)]
 # Text that filters or names stored things: PostgreSQL cannot hold a NUL character.
 Text = Annotated[str, Field(max_length=1000, pattern="^[^\x00]*$")]
