@@ -88,10 +88,20 @@ def test_sim_replaced_carries_the_previous_sim(sandbox: SandboxServer) -> None:
     assert pb_data["prev_sim_info"]["imsi"] != pb_data["sim_info"]["imsi"]
 
 
-def test_a_deleted_account_gives_partial_data_not_a_failure(sandbox: SandboxServer) -> None:
+def test_a_deleted_account_is_closed_with_its_sim_released(sandbox: SandboxServer) -> None:
+    """ESPF guide, Example 3: the terminated account is still read (its ID), and no SIM
+    card is assigned to it any more."""
     with sandbox.client() as control:
         control.delete(f"/sandbox/accounts/{FIRST}")
     pb_data, _ = enrich(sandbox, "Subscriber/Deleted", {"i_account": FIRST})
+    pb_data_validator().validate(pb_data)
+    assert pb_data["account_info"]["i_account"] == FIRST
+    assert pb_data["account_info"]["bill_status"] == "terminated"
+    assert "sim_info" not in pb_data
+
+
+def test_an_unknown_account_gives_partial_data_not_a_failure(sandbox: SandboxServer) -> None:
+    pb_data, _ = enrich(sandbox, "Subscriber/Deleted", {"i_account": 9_999_999})
     assert pb_data == {}
 
 

@@ -26,10 +26,12 @@ def account_list(db: sqlite3.Connection, offset: int, limit: int) -> list[Row]:
 def account_info(
     db: sqlite3.Connection, i_account: int | None = None, id: str | None = None
 ) -> Row | None:
+    # A terminated account stays readable, closed (bill_status C, status closed), as
+    # PortaBilling keeps it: ESPF guide, Example 3 reads the deleted account's ID.
     if i_account is not None:
-        row = _one(db, "SELECT * FROM accounts WHERE i_account = ? AND deleted = 0", i_account)
+        row = _one(db, "SELECT * FROM accounts WHERE i_account = ?", i_account)
     else:
-        row = _one(db, "SELECT * FROM accounts WHERE id = ? AND deleted = 0", id)
+        row = _one(db, "SELECT * FROM accounts WHERE id = ? ORDER BY deleted LIMIT 1", id)
     if row is None:
         return None
     product = _one(db, "SELECT name FROM products WHERE i_product = ?", row["i_product"])
@@ -212,7 +214,7 @@ def full_vd_counter_info(db: sqlite3.Connection, i_account: int) -> list[Row]:
 
 
 def customer_info(db: sqlite3.Connection, i_customer: int) -> Row | None:
-    row = _one(db, "SELECT * FROM customers WHERE i_customer = ? AND deleted = 0", i_customer)
+    row = _one(db, "SELECT * FROM customers WHERE i_customer = ?", i_customer)
     if row is None:
         return None
     return {key: value for key, value in dict(row).items() if key != "deleted"}
