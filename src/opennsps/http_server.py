@@ -70,8 +70,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._request_started = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            super().data_received(b"")  # uvicorn's own upgrade handling
+        except httptools.HttpParserUpgrade:  # as uvicorn handles it
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
         except httptools.HttpParserError:
             refusal = self._refusal or _Refused(
                 400, "the request is not valid HTTP/1.1", "bad_request"

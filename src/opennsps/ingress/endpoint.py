@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeGuard
 
 import orjson
 
@@ -84,7 +83,11 @@ class EspfIngress:
             name: Source(name, source.i_env, build_authenticator(source.auth, source.i_env, clock))
             for name, source in config.sources.items()
         }
-        custom = {s.auth.auth_type.lower() for s in config.sources.values() if _custom(s.auth)}
+        custom = {
+            s.auth.auth_type.lower()
+            for s in config.sources.values()
+            if isinstance(s.auth, CustomAuth)
+        }
         self.schemes = KNOWN_SCHEMES | custom
 
     async def handle(self, request: IngressRequest) -> Answer:
@@ -250,10 +253,6 @@ class EspfIngress:
         return Answer.error(
             rejection.status, rejection.reason, rejection.error, headers=rejection.headers
         )
-
-
-def _custom(auth: object) -> TypeGuard[CustomAuth]:
-    return isinstance(auth, CustomAuth)
 
 
 def _require_json_content_type(request: IngressRequest) -> None:
