@@ -28,22 +28,12 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from opennsps.config import ServerConfig
-from opennsps.http_errors import error_payload
+from opennsps.http_errors import ApiError, error_payload
 from opennsps.logging import get_logger
 
 log = get_logger("opennsps.http")
 
 SWEEP_SECONDS = 0.5
-
-
-class _Refused(Exception):
-    """A request over a limit; the parser stops and the answer is `status`."""
-
-    def __init__(self, status: int, message: str, error: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.error = error
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -53,7 +43,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._header_bytes = 0
         self._header_count = 0
-        self._refusal: _Refused | None = None
+        self._refusal: ApiError | None = None
         self._deadline: float | None = None
         self._request_started = False  # bytes of a request not yet complete have come
 
@@ -76,24 +66,27 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
         except httptools.HttpParserError:
-            refusal = self._refusal or _Refused(
+            refusal = self._refusal or ApiError(
                 400, "the request is not valid HTTP/1.1", "bad_request"
             )
             self._refuse(refusal)
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(_Refused(400, msg, "bad_request"))
+        self._refuse(ApiError(400, msg, "bad_request"))
 
-    def _refuse(self, refusal: _Refused) -> None:
+    def _refuse(self, refusal: ApiError) -> None:
         log.warning(
-            "http request refused", status=refusal.status, reason=refusal.message, peer=self.client
+            "http request refused",
+            status=refusal.status_code,
+            reason=refusal.message,
+            peer=self.client,
         )
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()  # a response is under way: no second one on this stream
             return
-        body = orjson.dumps(error_payload(refusal.status, refusal.message, refusal.error))
+        body = orjson.dumps(error_payload(refusal.status_code, refusal.message, refusal.error))
         head = [
-            STATUS_LINE[refusal.status],
+            STATUS_LINE[refusal.status_code],
             b"content-type: application/json\r\n",
             b"content-length: " + str(len(body)).encode() + b"\r\n",
             b"connection: close\r\n\r\n",
@@ -143,7 +136,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             )
 
     def _stop(self, status: int, message: str, error: str) -> None:
-        self._refusal = _Refused(status, message, error)
+        self._refusal = ApiError(status, message, error)
         raise self._refusal  # httptools stops parsing and feed_data raises
 
     # -- deadlines ---------------------------------------------------------------------
@@ -157,7 +150,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
         elif self._request_started:
             self._refuse(
-                _Refused(
+                ApiError(
                     408,
                     f"the request line and headers did not arrive within "
                     f"{self.limits.header_timeout:g} s",
