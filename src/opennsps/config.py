@@ -311,12 +311,8 @@ def _one_section_per_type(schema: dict[str, Any]) -> None:
 class HandlerConfig(_Section):
     """A handler: which events go to which connector, and how (docs/handlers.md)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        coerce_numbers_to_str=True,
-        json_schema_extra=_one_section_per_type,
-    )
+    # Merged with _Section's config (pydantic merges a subclass's model_config).
+    model_config = ConfigDict(json_schema_extra=_one_section_per_type)
 
     id: str = Field(pattern=HANDLER_ID_PATTERN)
     name: str = Field(default="", max_length=200)

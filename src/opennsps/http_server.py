@@ -45,7 +45,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._refusal: ApiError | None = None
         self._deadline: float | None = None
-        self._request_started = False  # bytes of a request not yet complete have come
+        self._request_started = False  # a request has begun and is not complete
 
     # -- connection --------------------------------------------------------------------
 
@@ -56,8 +56,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
-        if self.cycle is None or self.cycle.response_complete:
-            self._request_started = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # as uvicorn handles it
@@ -98,6 +96,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._request_started = True
         self._header_bytes = 0
         self._header_count = 0
         self._deadline = self.loop.time() + self.limits.header_timeout

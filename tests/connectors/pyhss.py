@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -242,8 +243,6 @@ def _wait(ready: Any, process: subprocess.Popen[bytes], what: str, log: Path) ->
 
 
 def _redis_answers(port: int) -> bool:
-    import socket
-
     with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
         sock.sendall(b"PING\r\n")
         return sock.recv(16).startswith(b"+PONG")

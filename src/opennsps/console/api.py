@@ -23,7 +23,7 @@ from opennsps.console.masking import masked_definition, with_stored_secrets
 from opennsps.console.roles import Caller
 from opennsps.domain.deliveries import DeliveryState
 from opennsps.domain.routing import matches
-from opennsps.domain.values import Id64, Int64, JsonId, JsonInt, Text, UtcTime
+from opennsps.domain.values import NO_NUL, Id64, Int64, JsonId, JsonInt, Text, UtcTime
 from opennsps.http_errors import ERROR_RESPONSES, UPSTREAM_RESPONSE, ApiError, error_response
 from opennsps.pipeline.runtime import Pipeline
 from opennsps.pipeline.sample_send import send_sample
@@ -547,9 +547,9 @@ class StatusIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: Text | None = None
     i_account: JsonInt
-    group: str = Field(min_length=1, max_length=64, pattern="^[^\x00]*$")
+    group: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     status: Literal["OK", "IN_PROGRESS", "RETRY", "FAILED"]
-    error: str | None = Field(default=None, max_length=MAX_ERROR_LENGTH, pattern="^[^\x00]*$")
+    error: str | None = Field(default=None, max_length=MAX_ERROR_LENGTH, pattern=NO_NUL)
     event_id: Text | None = None
     handler_id: Text | None = None
 

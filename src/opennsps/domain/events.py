@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from opennsps.domain.values import INT64_MIN, as_integer, as_utc
+from opennsps.domain.values import INT64_MIN, as_integer, as_utc, iso_time
 
 MAX_EVENT_TYPE_LENGTH = 255
 
@@ -75,7 +75,7 @@ def parse_event(body: Any) -> IncomingEvent:
         variables=variables,
         variables_json=variables_json,
         i_event=i_event,
-        entity_key=entity_key_of(event_type, variables),
+        entity_key=entity_key_of(variables),
         event_time=parse_event_time(body.get("event_time", variables.get("event_time"))),
     )
 
@@ -97,10 +97,10 @@ def _parse_i_event(body: dict[str, Any], variables: dict[str, Any]) -> int:
     return i_event
 
 
-def entity_key_of(event_type: str, variables: dict[str, Any]) -> str | None:
+def entity_key_of(variables: dict[str, Any]) -> str | None:
     """The entity (account, SIM card, customer, invoice, DID) an event is about, as
-    `kind:id`: the first of ENTITY_VARIABLES it carries with a usable value."""
-    del event_type  # the rule is the same for every group, Custom/* included
+    `kind:id`: the first of ENTITY_VARIABLES it carries with a usable value, whatever the
+    event's group (Custom/* included)."""
     for kind, name in ENTITY_VARIABLES:
         value = variables.get(name)
         if name == "number":
@@ -161,6 +161,6 @@ def parse_event_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value.strip():
         return None
     try:
-        return as_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+        return as_utc(iso_time(value))
     except ValueError:
         return None

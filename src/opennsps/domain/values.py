@@ -65,6 +65,12 @@ def _integer_text(value: Any) -> Any:
     return value
 
 
+def iso_time(text: str) -> datetime:
+    """An ISO-8601 time (`T` or a space between date and time, `Z` for UTC); raises
+    ValueError when the text is not one."""
+    return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+
+
 def _iso_time(value: Any) -> Any:
     """Only ISO-8601 text (or a datetime) is a time: pydantic would also read a number such
     as `0.5` as seconds since 1970."""
@@ -72,7 +78,7 @@ def _iso_time(value: Any) -> Any:
         return value
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            return iso_time(value)
         except ValueError:
             pass
     raise ValueError("must be an ISO-8601 date-time such as 2026-01-31T12:00:00Z")
@@ -97,4 +103,5 @@ JsonInt = Annotated[int, Field(ge=-JSON_INT_MAX, le=JSON_INT_MAX), BeforeValidat
 JsonId = Annotated[int, Field(ge=0, le=JSON_INT_MAX), BeforeValidator(_json_integer)]
 UtcTime = Annotated[datetime, BeforeValidator(_iso_time), AfterValidator(as_utc_bound)]
 # Text that filters or names stored things: PostgreSQL cannot hold a NUL character.
-Text = Annotated[str, Field(max_length=1000, pattern="^[^\x00]*$")]
+NO_NUL = "^[^\x00]*$"
+Text = Annotated[str, Field(max_length=1000, pattern=NO_NUL)]

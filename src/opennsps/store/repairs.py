@@ -53,7 +53,7 @@ def enqueue_repairs(
             i_event = next_i_event - number
             variables = {"i_account": repair.i_account, "i_event": i_event}
             body = {"event_type": repair.event_type, "variables": variables, "origin": REPAIR_MARK}
-            entity_key = entity_key_of(repair.event_type, variables)
+            entity_key = entity_key_of(variables)
             event_id = str(uuid.uuid4())
             seq = connection.execute(
                 insert(events)
