@@ -9,11 +9,14 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 CONFIG ?= opennsps.example.yaml
-# Debian packages the tests use: Perl's TLS client, for the ESPF guide's Perl sample calls;
+# Debian packages the tests use: Perl's TLS client, for the ESPF guide's Perl sample calls,
+# and the modules of its sample application (Plack, Const::Fast, Cpanel::JSON::XS,
+# Cache::LRU, HTTP::Status), for a Perl application written like it;
 # FreeRADIUS and radclient, for the RADIUS connector's tests against a real server;
 # Chromium, for the console's browser tests (Playwright drives it; no browser download);
 # redis-server, which the real PyHSS needs (each test run starts a private one).
-DEBIAN_PACKAGES := libio-socket-ssl-perl freeradius freeradius-utils chromium chromium-driver redis-server
+DEBIAN_PACKAGES := libio-socket-ssl-perl libplack-perl libconst-fast-perl libcpanel-json-xs-perl \
+  libcache-lru-perl libhttp-message-perl freeradius freeradius-utils chromium chromium-driver redis-server
 
 .PHONY: run serve test test-fast lint typecheck bench clean debian-packages screenshots
 

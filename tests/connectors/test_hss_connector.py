@@ -93,20 +93,22 @@ def test_a_subscriber_lifecycle_converges_the_hss_and_every_repeat_changes_nothi
         step(sandbox, gw, "POST", f"{account}/sim")
         first_imsi = imsi_of(sandbox, i_account)
 
-        def active(subs: dict[str, dict[str, Any]]) -> None:
+        def active(subs: dict[str, dict[str, Any]], premium: bool = False) -> None:
             subscriber = subs[first_imsi]
             assert subscriber["enabled"] is True
             assert subscriber["msisdn"] == created_msisdn(sandbox, i_account)
-            assert subscriber["default_apn"] == 1
+            assert subscriber["default_apn"] == (2 if premium else 1)
             assert subscriber["apn_list"] == "1,2"
-            assert (subscriber["ue_ambr_dl"], subscriber["ue_ambr_ul"]) == (100000, 50000)
+            bitrates = (500000, 200000) if premium else (100000, 50000)
+            assert (subscriber["ue_ambr_dl"], subscriber["ue_ambr_ul"]) == bitrates
             auc = hss.state.auc_by_imsi(first_imsi)
             assert auc is not None and subscriber["auc_id"] == auc["auc_id"]
 
         repeated(active)
 
+        # Unlimited Talk 5GB brings its access policy, LTE premium: the HSS changes with it.
         step(sandbox, gw, "POST", f"{account}/product", {"i_product": 3776})
-        repeated(active)
+        repeated(lambda subs: active(subs, premium=True))
 
         step(sandbox, gw, "POST", f"{account}/block")
         repeated(lambda subs: _assert(subs[first_imsi]["enabled"] is False))
@@ -166,9 +168,9 @@ def test_a_sim_without_its_secrets_in_the_hss_is_rejected_with_the_reason(
     ):
         sandbox.post("/sandbox/accounts/100001/block")
         wait_for(lambda: settled(gw))
-        [attempt] = non_delivered_attempts(gw)
-        assert attempt["outcome"] == "rejected"
-        assert "no AUC for IMSI" in attempt["error"]
+        attempts = non_delivered_attempts(gw)  # Subscriber/Updated and SIM/Updated
+        assert [a["outcome"] for a in attempts] == ["rejected", "rejected"]
+        assert all("no AUC for IMSI" in a["error"] for a in attempts)
         assert hss.subscribers() == {}
         latest = sandbox.get("/sandbox/statuses/100001")["latest"][0]
         assert latest["status"] == "FAILED" and "no AUC for IMSI" in latest["error"]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from opennsps.connector import Event, Rejected
+from opennsps.connectors.account_events import NO_ACCOUNT
 from opennsps.connectors.hss import HssConnector
 from opennsps.sandbox.hss import sim_secrets
 from tests.connectors.hss_support import Hss, hss_options, hss_server
@@ -147,6 +148,23 @@ def test_deleted_or_terminated_accounts_lose_their_subscriber(hss: Hss, tmp_path
     assert answers[0]["removed"] == [IMSI_A] and answers[1]["removed"] == []
     run(connector, enriched(2, IMSI_B, bill_status="terminated"))
     assert hss.subscribers() == {}
+
+
+def test_a_sim_event_about_a_card_no_account_holds_changes_nothing(
+    hss: Hss, tmp_path: Path
+) -> None:
+    """SIM/Created of an inventory card, or the released card's SIM/Updated, name no
+    account: delivered, nothing to provision (the account's own events move its IMSI)."""
+    connector = connector_for(hss, tmp_path)
+    run(connector, enriched(1, IMSI_A))
+    for event_type in ("SIM/Created", "SIM/Updated", "SIM/Deleted"):
+        body = {
+            "event_id": f"inventory-{event_type}",
+            "data": {"event_type": event_type, "variables": {"i_sim_card": 3001}},
+            "pb_data": {"sim_info": {"i_sim_card": 3001, "imsi": IMSI_B, "status": "active"}},
+        }
+        assert run(connector, body) == [{"hss": NO_ACCOUNT}] * 2
+    assert set(hss.subscribers()) == {IMSI_A}
 
 
 def test_an_unmapped_profile_or_missing_account_is_rejected(hss: Hss, tmp_path: Path) -> None:

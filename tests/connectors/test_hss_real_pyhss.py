@@ -88,9 +88,12 @@ def portabilling_view(dataset: Path, i_account: int) -> dict[str, Any]:
     """What the HSS must hold for the account, worked out from PortaBilling's raw records."""
     db = sqlite3.connect(dataset)
     try:
+        # a suspended or closed customer suspends or closes its accounts
         account = db.execute(
-            "SELECT bill_status, blocked, i_access_policy, deleted FROM accounts"
-            " WHERE i_account = ?",
+            "SELECT CASE WHEN c.bill_status = 'C' THEN 'C'"
+            " WHEN c.bill_status = 'S' AND a.bill_status = 'O' THEN 'S' ELSE a.bill_status END,"
+            " a.blocked, a.i_access_policy, a.deleted"
+            " FROM accounts a JOIN customers c USING (i_customer) WHERE a.i_account = ?",
             (i_account,),
         ).fetchone()
         sim = db.execute(
@@ -112,6 +115,18 @@ def portabilling_view(dataset: Path, i_account: int) -> dict[str, Any]:
             "ue_ambr_ul": ambr[1],
         }
     }
+
+
+def portabilling_customer(dataset: Path, i_account: int) -> str:
+    """The control API path of the account's customer."""
+    db = sqlite3.connect(dataset)
+    try:
+        (i_customer,) = db.execute(
+            "SELECT i_customer FROM accounts WHERE i_account = ?", (i_account,)
+        ).fetchone()
+    finally:
+        db.close()
+    return f"/sandbox/customers/{i_customer}"
 
 
 def hss_view(pyhss: RealPyHss, imsis: set[str]) -> dict[str, Any]:
@@ -154,9 +169,14 @@ def test_the_real_pyhss_follows_portabilling_through_every_change_attached_or_no
             i_account = created["events"][0]["variables"]["i_account"]
             account = f"/sandbox/accounts/{i_account}"
             wait_for(lambda: settled(gw), "the creation delivered")
+            customer = portabilling_customer(dataset_file, i_account)
             steps: list[tuple[str, str, dict[str, Any] | None]] = [
                 ("POST", f"{account}/sim", None),
+                ("POST", f"{account}/product", {"i_product": 3776}),  # LTE premium with it
+                ("POST", f"{account}/product", {"i_product": 3774}),  # back to LTE standard
                 ("POST", f"{account}/access-policy", {"i_access_policy": PREMIUM}),
+                ("POST", customer, {"bill_status": "S"}),  # the customer suspended
+                ("POST", customer, {"bill_status": "O"}),
                 ("POST", f"{account}/block", None),
                 ("POST", f"{account}/unblock", None),
                 ("POST", f"{account}/bill-status", {"bill_status": "S"}),

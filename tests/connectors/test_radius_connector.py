@@ -107,11 +107,11 @@ def test_an_account_lifecycle_is_accepted_refused_and_forgotten_by_freeradius(
             check()
             assert non_delivered_attempts(gw) == []
 
-        def accepted(secret: str, session_timeout: str) -> None:
+        def accepted(secret: str, session_timeout: str, profile: str = "eps-premium") -> None:
             answer = radius.authenticate(username, secret)
             assert answer.code == "Accept", answer
             assert answer.attributes["Session-Timeout"] == session_timeout
-            assert answer.attributes["Filter-Id"] == "eps-std"
+            assert answer.attributes["Filter-Id"] == profile
             assert radius.authenticate(username, secret + "-wrong").code == "Reject"
 
         def refused() -> None:
@@ -119,8 +119,9 @@ def test_an_account_lifecycle_is_accepted_refused_and_forgotten_by_freeradius(
             assert answer.code == "Reject"
             assert answer.attributes.get("Reply-Message") == REFUSED
 
-        repeated(lambda: accepted(password, "3600"))
+        repeated(lambda: accepted(password, "3600", "eps-std"))
 
+        # Unlimited Talk 5GB brings its access policy (LTE premium): a new Filter-Id
         step(sandbox, gw, "POST", f"{account}/product", {"i_product": 3776})
         repeated(lambda: accepted(password, "86400"))
 

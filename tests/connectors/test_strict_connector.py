@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from tests.pipeline.harness import ConnectorServer, http_handler, wait_for, wired
 
@@ -33,9 +33,12 @@ class SimInfo(BaseModel):
 
 
 class PbData(BaseModel):
+    """pb_data as the connector OpenAPI contract has it: every part optional."""
+
     model_config = ConfigDict(extra="allow")
-    account_info: AccountInfo
+    account_info: AccountInfo | None = None
     sim_info: SimInfo | None = None
+    prev_sim_info: SimInfo | None = None
 
 
 class Data(BaseModel):
@@ -47,6 +50,16 @@ class StrictEvent(BaseModel):
     event_id: str
     data: Data
     pb_data: PbData
+
+    @model_validator(mode="after")
+    def _what_the_event_is_about(self) -> StrictEvent:
+        """An account event needs the account; a SIM event a card (the new or the old)."""
+        group = self.data.event_type.split("/")[0]
+        if group == "Subscriber" and self.pb_data.account_info is None:
+            raise ValueError("a Subscriber event without pb_data.account_info")
+        if group == "SIM" and self.pb_data.sim_info is None and self.pb_data.prev_sim_info is None:
+            raise ValueError("a SIM event without pb_data.sim_info or prev_sim_info")
+        return self
 
 
 def strictly(body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
@@ -67,17 +80,21 @@ def test_every_delivery_of_a_life_passes_a_strict_connector_deletion_included(
         created = sandbox.post("/sandbox/accounts")
         i_account = created["events"][0]["variables"]["i_account"]
         account = f"/sandbox/accounts/{i_account}"
-        for path in (f"{account}/sim", f"{account}/block", f"{account}/unblock"):
-            sandbox.post(path)
-        wait_for(lambda: len(connector.received) >= 4, timeout=60, what="four deliveries")
-        httpx.delete(f"{sandbox.url}{account}", timeout=10).raise_for_status()
+        sent = len(created["events"])
+        for path in (f"{account}/sim", f"{account}/block", f"{account}/unblock", f"{account}/sim"):
+            sent += len(sandbox.post(path)["events"])
+        wait_for(lambda: len(connector.received) >= sent, timeout=60, what="the life delivered")
+        deleted_events = httpx.delete(f"{sandbox.url}{account}", timeout=10)
+        sent += len(deleted_events.raise_for_status().json()["events"])
+        # both families: SIM/Replaced and SIM/Updated (the new card and the old) included
+        assert sent == 15
 
         def all_delivered() -> bool:
             with gw.api() as api:
                 states = api.get("/stats").json()["deliveries_by_state"]
-            return states.get("delivered", 0) == 5 and set(states) == {"delivered"}
+            return states.get("delivered", 0) == sent and set(states) == {"delivered"}
 
-        wait_for(all_delivered, timeout=60, what="five deliveries, none refused")
+        wait_for(all_delivered, timeout=60, what="every delivery, none refused")
         deleted = next(
             r["body"]
             for r in connector.received

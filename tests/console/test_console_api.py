@@ -208,6 +208,8 @@ def test_the_execution_log_finds_attempts_by_subject_and_shows_exact_payloads(
             assert dead["total"] == 1 and "gave up" in dead["items"][0]["last_error"]
             assert api.get("/dead", params={"event_type": "Custom/*"}).json()["total"] == 0
             assert api.post("/dead/replay", json={"dry_run": True}).json() == {"matching": 1}
+            for path in ("/dead/replay", "/replay"):  # a limit is a JSON integer, not `true`
+                assert api.post(path, json={"limit": True, "dry_run": True}).status_code == 422
             assert api.get("/stats").json()["deliveries_by_state"]["dead"] == 1  # unchanged
             server.decide = None
             assert api.post("/dead/replay", json={"handler_id": "crm"}).json() == {"replayed": 1}

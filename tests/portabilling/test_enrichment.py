@@ -81,7 +81,8 @@ def test_raw_codes_are_mapped(sandbox: SandboxServer) -> None:
 
 def test_sim_replaced_carries_the_previous_sim(sandbox: SandboxServer) -> None:
     with sandbox.client() as control:
-        event = control.post(f"/sandbox/accounts/{FIRST}/sim").json()["events"][0]
+        events = control.post(f"/sandbox/accounts/{FIRST}/sim").json()["events"]
+    event = next(e for e in events if e["event_type"] == "SIM/Replaced")
     pb_data, _ = enrich(sandbox, "SIM/Replaced", event["variables"])
     pb_data_validator().validate(pb_data)
     assert pb_data["prev_sim_info"]["i_sim_card"] == event["variables"]["prev_i_sim_card"]
@@ -346,3 +347,28 @@ def test_an_event_never_gets_an_answer_read_before_it_arrived(sandbox: SandboxSe
     first, stale, fresh = asyncio.run(run())
     assert stale == first  # without fresh_after the cached answer is served
     assert fresh is not first
+
+
+def test_a_sim_event_without_an_account_gets_the_card(sandbox: SandboxServer) -> None:
+    """NSPS connector guide: SIM/Created and SIM/Deleted are read for
+    `pb_data.sim_info.imsi`; an inventory card names no account."""
+    with sandbox.client() as control:
+        created = control.post("/sandbox/sims").json()["events"][0]
+        i_sim_card = created["variables"]["i_sim_card"]
+        pb_data, _ = enrich(sandbox, "SIM/Created", created["variables"])
+        assert set(pb_data) == {"sim_info"}
+        assert pb_data["sim_info"]["i_sim_card"] == i_sim_card and pb_data["sim_info"]["imsi"]
+        pb_data_validator().validate(pb_data)
+        # once assigned, the card's account comes with it
+        control.post(f"/sandbox/accounts/{FIRST}/sim", json={"i_sim_card": i_sim_card})
+        status = control.post(f"/sandbox/sims/{i_sim_card}/status", json={"status": "blocked"})
+        changed = status.json()["events"][0]
+        assert changed["variables"]["i_account"] == FIRST
+        pb_data, _ = enrich(sandbox, "SIM/Updated", {"i_sim_card": i_sim_card})
+        assert pb_data["account_info"]["i_account"] == FIRST
+        assert pb_data["sim_info"]["status"] == "blocked"
+        deleted = control.delete(f"/sandbox/sims/{i_sim_card}").json()["events"][-1]
+    pb_data, _ = enrich(sandbox, "SIM/Deleted", {"i_sim_card": i_sim_card})
+    assert pb_data["sim_info"]["imsi"] and pb_data["sim_info"]["status"] == "deleted"
+    assert deleted["variables"] == {**deleted["variables"], "i_account": FIRST}
+    assert enrich(sandbox, "SIM/Created", {"i_sim_card": 1})[0] == {}

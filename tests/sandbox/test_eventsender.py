@@ -45,58 +45,100 @@ def bodies(receiver: Receiver) -> list[dict[str, object]]:
     return [json.loads(r["body"]) for r in receiver.received]
 
 
-def test_changes_emit_their_espf_events_in_order(dataset_file: Path, receiver: Receiver) -> None:
+SUB_UPDATED = "Subscriber/Updated"
+SIM_UPDATED = "SIM/Updated"
+
+
+def test_changes_emit_both_event_families_in_order(dataset_file: Path, receiver: Receiver) -> None:
+    """Every change emits the events of docs/sandbox.md's table: the ESPF guide's group
+    event and the NSPS connector guide's SIM events, in one increasing i_event order."""
     for sandbox in start_sandbox(dataset_file, url=receiver.url, rate=200, concurrency=1):
         with sandbox.client() as client:
-            created = client.post("/sandbox/accounts", json={}).json()["events"][0]
-            i_account = created["variables"]["i_account"]
-            for path, body in [
-                (f"/sandbox/accounts/{i_account}/sim", {}),
-                (f"/sandbox/accounts/{i_account}/product", {"i_product": 3776}),
-                (f"/sandbox/accounts/{i_account}/block", {}),
-                (f"/sandbox/accounts/{i_account}/unblock", {}),
-                (f"/sandbox/accounts/{i_account}/sim", {}),
-                (f"/sandbox/accounts/{i_account}/addons", {"i_product": 3775}),
-                (f"/sandbox/accounts/{i_account}/topup", {"amount": 10}),
-                (f"/sandbox/accounts/{i_account}/quota-exceeded", {}),
-                ("/sandbox/customers/6001", {"name": "Alice Roe"}),
-                ("/sandbox/customers/6001/invoices", {"amount": 12.5}),
-                ("/sandbox/dids", {"number": "12065559999"}),
-                ("/sandbox/dids/12065559999/assign", {"i_account": i_account}),
-            ]:
-                answer = client.post(path, json=body)
+            created = client.post("/sandbox/accounts", json={}).json()["events"]
+            assert [e["event_type"] for e in created] == ["Subscriber/Created"]
+            i_account = created[0]["variables"]["i_account"]
+            on = f"/sandbox/accounts/{i_account}"
+            steps: list[tuple[str, str, dict[str, object], list[str]]] = [
+                ("POST", f"{on}/sim", {}, [SUB_UPDATED, "SIM/Replaced", SIM_UPDATED]),
+                ("POST", f"{on}/product", {"i_product": 3776}, [SUB_UPDATED, SIM_UPDATED]),
+                ("POST", f"{on}/block", {}, [SUB_UPDATED, SIM_UPDATED]),
+                ("POST", f"{on}/unblock", {}, [SUB_UPDATED, SIM_UPDATED]),
+                ("POST", f"{on}/sim", {}, [SUB_UPDATED, "SIM/Replaced", SIM_UPDATED, SIM_UPDATED]),
+                ("POST", f"{on}/addons", {"i_product": 3775}, [SUB_UPDATED, SIM_UPDATED]),
+                ("POST", f"{on}/topup", {"amount": 10}, [SUB_UPDATED]),
+                ("POST", f"{on}/password", {"password": "n3w"}, [SUB_UPDATED]),
+                # every bundle is Internet access here: no SIM/Updated (NSPS guide)
+                ("POST", f"{on}/quota-exceeded", {}, ["Account/Service/QuotaExceeded"]),
+                (
+                    "POST",
+                    f"{on}/bundles/renew",
+                    {},
+                    [SUB_UPDATED, SIM_UPDATED, "Account/Service/QuotaAvailable"],
+                ),
+                ("POST", "/sandbox/customers/6001", {"name": "Alice Roe"}, ["Customer/Updated"]),
+                ("POST", "/sandbox/customers/6001/invoices", {"amount": 12.5}, ["Invoice/Created"]),
+                ("POST", "/sandbox/dids", {"number": "12065559999"}, ["DID/Created"]),
+                (
+                    "POST",
+                    "/sandbox/dids/12065559999/assign",
+                    {"i_account": i_account},
+                    ["DID/Updated"],
+                ),
+                ("DELETE", f"{on}/addons/3775", {}, [SUB_UPDATED, SIM_UPDATED]),
+                ("DELETE", "/sandbox/dids/12065559999", {}, ["DID/Deleted"]),
+                ("DELETE", on, {}, ["Subscriber/Deleted", "SIM/Replaced", SIM_UPDATED]),
+            ]
+            for method, path, body, expected in steps:
+                answer = client.request(method, path, json=body)
                 assert answer.status_code == 200, (path, answer.text)
-            assert client.delete(f"/sandbox/accounts/{i_account}/addons/3775").status_code == 200
-            assert client.delete("/sandbox/dids/12065559999").status_code == 200
-            assert client.delete(f"/sandbox/accounts/{i_account}").status_code == 200
+                got = answer.json()["events"]
+                assert [e["event_type"] for e in got] == expected, path
+                assert answer.json()["not_sent"] == []
             refused = client.post("/sandbox/accounts/1/block")
         assert refused.status_code == 400 and "no account 1" in refused.json()["error"]
-        wait_for(lambda: len(receiver.received) == 16)
+        total = 1 + sum(len(expected) for *_, expected in steps)
+        wait_for(lambda total=total: len(receiver.received) == total)
     sent = bodies(receiver)
-    types = [b["event_type"] for b in sent]
-    assert types == [
-        "Subscriber/Created",
-        "SIM/Replaced",
-        "Subscriber/Updated",
-        "Subscriber/Updated",
-        "Subscriber/Updated",
-        "SIM/Replaced",
-        "Subscriber/Updated",
-        "Subscriber/Updated",
-        "Account/Service/QuotaExceeded",
-        "Customer/Updated",
-        "Invoice/Created",
-        "DID/Created",
-        "DID/Updated",
-        "Subscriber/Updated",
-        "DID/Deleted",
-        "Subscriber/Deleted",
+    assert [b["event_type"] for b in sent] == ["Subscriber/Created"] + [
+        t for *_, expected in steps for t in expected
     ]
     i_events = [b["variables"]["i_event"] for b in sent]  # type: ignore[index]
     assert i_events == sorted(i_events) and len(set(i_events)) == len(i_events)
     assert all(b["variables"]["i_env"] == 1 and b["variables"]["event_time"] for b in sent)  # type: ignore[index]
-    replaced = [b["variables"] for b in sent if b["event_type"] == "SIM/Replaced"]
-    assert "prev_i_sim_card" not in replaced[0] and "prev_i_sim_card" in replaced[1]  # type: ignore[operator]
+    variables = [b["variables"] for b in sent]
+    # the first SIM: assigned (active -> used), nothing replaced
+    first_sim = variables[2]["i_sim_card"]  # type: ignore[index]
+    assert _without_envelope(variables[2]) == {"i_account": i_account, "i_sim_card": first_sim}
+    assert _without_envelope(variables[3]) == {
+        "i_account": i_account,
+        "i_sim_card": first_sim,
+        "curr_status": "used",
+        "prev_status": "active",
+    }
+    # an account change's SIM/Updated is seed 002's example: the account only
+    assert _without_envelope(variables[5]) == {"i_account": i_account}
+    # the replacement: the new card used, the old one disposed (no account any more)
+    second = sent.index(next(b for b in sent[4:] if b["event_type"] == "SIM/Replaced"))
+    replaced = _without_envelope(variables[second])
+    new_sim = replaced["i_sim_card"]
+    assert replaced == {"i_account": i_account, "i_sim_card": new_sim, "prev_i_sim_card": first_sim}
+    assert _without_envelope(variables[second + 2]) == {
+        "i_sim_card": first_sim,
+        "curr_status": "disposed",
+        "prev_status": "used",
+    }
+    # the deletion: the card taken from the account, then disposed
+    assert _without_envelope(variables[-2]) == {"i_account": i_account, "prev_i_sim_card": new_sim}
+    assert _without_envelope(variables[-1]) == {
+        "i_sim_card": new_sim,
+        "curr_status": "disposed",
+        "prev_status": "used",
+    }
+
+
+def _without_envelope(variables: object) -> dict[str, object]:
+    assert isinstance(variables, dict)
+    return {k: v for k, v in variables.items() if k not in {"i_event", "i_env", "event_time"}}
 
 
 def test_resends_on_500_and_drops_on_4xx(dataset_file: Path, receiver: Receiver) -> None:
@@ -105,11 +147,13 @@ def test_resends_on_500_and_drops_on_4xx(dataset_file: Path, receiver: Receiver)
         dataset_file, url=receiver.url, rate=100, concurrency=1, retry_delay=0.2
     ):
         with sandbox.client() as client:
-            first = client.post(f"/sandbox/accounts/{FIRST}/block").json()["events"][0]["i_event"]
+            first = client.post(f"/sandbox/accounts/{FIRST}/topup", json={"amount": 1}).json()[
+                "events"
+            ][0]["i_event"]
             wait_for(lambda: sandbox_stats(client)["delivered"] == 1)
-            second = client.post(f"/sandbox/accounts/{FIRST}/unblock").json()["events"][0][
-                "i_event"
-            ]
+            second = client.post(f"/sandbox/accounts/{FIRST}/topup", json={"amount": 2}).json()[
+                "events"
+            ][0]["i_event"]
             wait_for(lambda: sandbox_stats(client)["dropped"] == 1)
             log = client.get("/sandbox/eventsender", params={"i_event": first}).json()["log"]
             dropped = client.get("/sandbox/eventsender", params={"i_event": second}).json()["log"]
@@ -131,7 +175,9 @@ def test_resends_when_no_answer_comes_within_the_timeout(
     receiver.delays = [1.5]
     for sandbox in start_sandbox(dataset_file, url=receiver.url, timeout=0.5, retry_delay=0.1):
         with sandbox.client() as client:
-            i_event = client.post(f"/sandbox/accounts/{FIRST}/block").json()["events"][0]["i_event"]
+            i_event = client.post(f"/sandbox/accounts/{FIRST}/topup", json={"amount": 1}).json()[
+                "events"
+            ][0]["i_event"]
             wait_for(lambda: sandbox_stats(client)["delivered"] == 1)
             log = client.get("/sandbox/eventsender", params={"i_event": i_event}).json()["log"]
     first, second = reversed(log)
@@ -149,7 +195,7 @@ def test_signature_and_bearer_verify_with_appendix_a(
         receiver.received.clear()
         for sandbox in start_sandbox(dataset_file, url=receiver.url, auth=auth, i_env=3):
             with sandbox.client() as client:
-                client.post(f"/sandbox/accounts/{FIRST}/block")
+                client.post(f"/sandbox/accounts/{FIRST}/topup", json={"amount": 1})
             wait_for(lambda: len(receiver.received) == 1)
         headers = receiver.received[0]["headers"]
         if scheme == "signature":
@@ -209,7 +255,7 @@ def test_the_sandbox_delivers_into_the_opennsps_ingress(
 
 def test_nothing_is_sent_without_a_target(sandbox: SandboxServer) -> None:
     with sandbox.client() as client:
-        client.post(f"/sandbox/accounts/{FIRST}/block")
+        client.post(f"/sandbox/accounts/{FIRST}/topup", json={"amount": 1})
         time.sleep(0.5)
         assert sandbox_stats(client)["pending"] == 1
 

@@ -26,13 +26,16 @@ def test_lifecycle_delivers_every_event_it_causes(dataset_file: Path, receiver: 
             on_progress=lambda d, t, q: progress.append((d, t)),
         )
     assert report.changes == 35 and report.failed_changes == 0 and report.drained
+    # per subscriber (docs/sandbox.md's table): created 1, SIM 3, product 2, block 2,
+    # unblock 2, new SIM 4 (the old card disposed too), delete 3
     assert report.events == {
         "Subscriber/Created": 5,
-        "SIM/Replaced": 10,
-        "Subscriber/Updated": 15,
+        "Subscriber/Updated": 25,
+        "SIM/Replaced": 15,
+        "SIM/Updated": 35,
         "Subscriber/Deleted": 5,
     }
-    assert report.queue["delivered"] == 35 == len(receiver.received)
+    assert report.queue["delivered"] == 85 == len(receiver.received)
     assert progress[-1] == (35, 35)
 
 
@@ -79,7 +82,7 @@ def test_sandbox_generate_and_scenario_commands(tmp_path: Path, receiver: Receiv
             ],
         )
     assert ran.exit_code == 0, ran.output
-    assert "Subscriber/Updated" in ran.output and "10 delivered" in ran.output
+    assert "SIM/Updated" in ran.output and "20 delivered" in ran.output
     bad = runner.invoke(cli, ["sandbox", "scenario", "nope", "--url", "http://127.0.0.1:9"])
     assert bad.exit_code == 2
 

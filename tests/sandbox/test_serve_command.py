@@ -23,9 +23,9 @@ runner = CliRunner()
 
 
 @contextlib.contextmanager
-def sandbox_process(tmp_path: Path, *args: str) -> Iterator[str]:
+def sandbox_process(tmp_path: Path, *args: str, port: int | None = None) -> Iterator[str]:
     """`opennsps sandbox serve --tls ...` as its own process; yields its https URL."""
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -40,8 +40,8 @@ def sandbox_process(tmp_path: Path, *args: str) -> Iterator[str]:
             "--tls",
             *args,
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=(tmp_path / "sandbox.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
     url = f"https://127.0.0.1:{port}"
     try:
@@ -105,18 +105,32 @@ def test_serve_with_tls_faults_hss_and_the_change_commands(
 
         blocked = runner.invoke(cli, ["sandbox", "change", "block", "100001", "--url", url])
         assert blocked.exit_code == 0, blocked.output
-        assert "Subscriber/Updated" in blocked.output
+        assert "Subscriber/Updated" in blocked.output and "SIM/Updated" in blocked.output
         missing = runner.invoke(cli, ["sandbox", "change", "block", "1", "--url", url])
         assert missing.exit_code == 1 and "no account 1" in missing.output
-        deadline = time.monotonic() + 10
-        while not receiver.received and time.monotonic() < deadline:
+        deadline = time.monotonic() + 20
+        while len(receiver.received) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         log = runner.invoke(cli, ["sandbox", "deliveries", "--url", url])
         assert (
             log.exit_code == 0
-            and "1 delivered" in log.output
+            and "2 delivered" in log.output
             and "Subscriber/Updated" in log.output
         )
+
+        unsubscribed = runner.invoke(
+            cli, ["sandbox", "subscriptions", "--unsubscribe", "SIM/Updated", "--url", url]
+        )
+        assert unsubscribed.exit_code == 0 and "SIM/Replaced" in unsubscribed.output
+        assert "SIM/Updated" not in unsubscribed.output
+        unblocked = runner.invoke(cli, ["sandbox", "change", "unblock", "100001", "--url", url])
+        assert "not sent (not subscribed): SIM/Updated" in unblocked.output
+        unknown = runner.invoke(
+            cli, ["sandbox", "subscriptions", "--subscribe", "Nope/Never", "--url", url]
+        )
+        assert unknown.exit_code == 1 and "unknown event type 'Nope/Never'" in unknown.output
+        added = runner.invoke(cli, ["sandbox", "change", "add-sim", "--url", url])
+        assert added.exit_code == 0 and "SIM/Created" in added.output
 
 
 def test_the_guides_perl_sample_calls_work_over_https(tmp_path: Path) -> None:

@@ -345,6 +345,10 @@ def replay_delivery(request: Request, delivery_id: Id64, _: Operator) -> dict[st
     return {"replayed": 1}
 
 
+#: At most how many events one replay request re-delivers (a JSON integer: not `true`).
+ReplayLimit = Annotated[JsonInt, Field(ge=1, le=1_000_000)]
+
+
 class ReplayFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
     event_type: Text | None = None
@@ -355,7 +359,7 @@ class ReplayFilter(BaseModel):
     since: UtcTime | None = None
     until: UtcTime | None = None
     handler_id: Text | None = None
-    limit: int = Field(default=10_000, ge=1, le=1_000_000)
+    limit: ReplayLimit = 10_000
     dry_run: bool = Field(
         default=False, strict=True, description="Only count the events it would replay"
     )
@@ -404,7 +408,7 @@ class DeadReplay(BaseModel):
     event_type: Text | None = None
     since: UtcTime | None = None
     until: UtcTime | None = None
-    limit: int = Field(default=10_000, ge=1, le=1_000_000)
+    limit: ReplayLimit = 10_000
     dry_run: bool = Field(
         default=False, strict=True, description="Only count what would be replayed"
     )

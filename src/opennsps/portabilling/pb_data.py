@@ -5,8 +5,9 @@ Mappings (NSPS connector guide, connector OpenAPI contract):
 - billing_model -1/0/1/2/4 → debit_account/recharge_voucher/credit_account/alias/beneficiary
 - blocked "Y"/"N" → true/false
 An entity PortaBilling no longer has (a deleted account) gives partial data, never a failure.
-Event types outside the known groups get account data when they name an `i_account`,
-else an empty `pb_data`.
+A SIM event without an `i_account` (an inventory change) gets the card's `sim_info`, and
+its account's data when the card is assigned. Event types outside the known groups get
+account data when they name an `i_account`, else an empty `pb_data`.
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ class Enricher:
         call = functools.partial(self.client.call, fresh_after=fresh_after)
         group = event_group(event_type)
         i_account = as_integer(variables.get("i_account"))
+        if group == "SIM" and i_account is None:
+            return await self._card(call, variables)
         if group in ACCOUNT_GROUPS or (
             i_account is not None and group not in {"Customer", "Invoice", "DID"}
         ):
@@ -168,6 +171,22 @@ class Enricher:
             return {}
         answer = await call(method, {key: value})
         return {answer_key: answer[answer_key]} if answer_key in answer else {}
+
+    @classmethod
+    async def _card(cls, call: Call, variables: Data) -> Data:
+        """A SIM event that names no account (an inventory change): the card, and its
+        account's data when the card is assigned to one."""
+        i_sim_card = as_integer(variables.get("i_sim_card"))
+        if i_sim_card is None:
+            return {}
+        answer = await call("SIMCard/get_card_info", {"i_sim_card": i_sim_card})
+        card = answer.get("sim_info")
+        if not card:
+            return {}
+        i_account = as_integer(card.get("i_account"))
+        if i_account is not None:
+            return await cls._account(call, i_account, variables)
+        return {"sim_info": card_info(card)}
 
     @staticmethod
     async def _account(call: Call, i_account: int, variables: Data) -> Data:

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from opennsps.sandbox import changes, dataset
 from opennsps.sandbox.espf_api import EspfApi
-from opennsps.sandbox.eventsender import EventSender, SenderConfig
+from opennsps.sandbox.eventsender import EventSender, SenderConfig, SubscriptionError
 from opennsps.sandbox.faults import Faults
 from opennsps.sandbox.portabilling_api import ApiUser, PortaBillingApi, Sessions
 
@@ -89,7 +89,8 @@ def _change(
             events = await run_in_threadpool(apply, sandbox.control_db, request, body)
         except (changes.ChangeError, ValueError, KeyError, TypeError) as exc:
             return _json({"error": str(exc)}, 400)
-        return _json({"events": sandbox.sender.emit(events)})
+        queued, not_sent = sandbox.sender.emit_subscribed(events)
+        return _json({"events": queued, "not_sent": not_sent})
 
     return endpoint
 
@@ -137,11 +138,25 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
         ("POST", "/sandbox/accounts/{i_account:int}/quota-exceeded"): lambda db, r, b: (
             c.exceed_quota(db, _i(r, "i_account"))
         ),
+        ("POST", "/sandbox/accounts/{i_account:int}/bundles/renew"): lambda db, r, b: (
+            c.renew_bundles(db, _i(r, "i_account"))
+        ),
         ("DELETE", "/sandbox/accounts/{i_account:int}"): lambda db, r, b: c.delete_account(
             db, _i(r, "i_account")
         ),
+        ("POST", "/sandbox/customers"): lambda db, r, b: c.create_customer(db, str(b["name"])),
         ("POST", "/sandbox/customers/{i_customer:int}"): lambda db, r, b: c.update_customer(
             db, _i(r, "i_customer"), b.get("name"), b.get("bill_status")
+        ),
+        ("DELETE", "/sandbox/customers/{i_customer:int}"): lambda db, r, b: c.delete_customer(
+            db, _i(r, "i_customer")
+        ),
+        ("POST", "/sandbox/sims"): lambda db, r, b: c.add_sim(db),
+        ("POST", "/sandbox/sims/{i_sim_card:int}/status"): lambda db, r, b: c.set_sim_status(
+            db, _i(r, "i_sim_card"), str(b["status"])
+        ),
+        ("DELETE", "/sandbox/sims/{i_sim_card:int}"): lambda db, r, b: c.remove_sim(
+            db, _i(r, "i_sim_card")
         ),
         ("POST", "/sandbox/customers/{i_customer:int}/invoices"): lambda db, r, b: c.issue_invoice(
             db, _i(r, "i_customer"), float(b["amount"])
@@ -185,6 +200,27 @@ def create_sandbox_app(settings: SandboxSettings) -> Starlette:
         return _json(
             {"events": sandbox.sender.emit([(body["event_type"], body.get("variables", {}))])}
         )
+
+    async def subscriptions(request: Request) -> Response:
+        sender = sandbox.sender
+        try:
+            if request.method == "PUT":
+                event_types = (await _body(request)).get("event_types")
+                if not isinstance(event_types, list) or not all(
+                    isinstance(t, str) for t in event_types
+                ):
+                    return _json({"error": "event_types must be a list of event types"}, 400)
+                sender.set_subscriptions(event_types)
+            elif request.method == "POST":
+                event_type = (await _body(request)).get("event_type")
+                if not isinstance(event_type, str):
+                    return _json({"error": "event_type (text) is required"}, 400)
+                sender.subscribe(event_type)
+            elif request.method == "DELETE":
+                sender.unsubscribe(request.path_params["event_type"])
+        except SubscriptionError as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json({"subscriptions": sender.subscriptions()})
 
     async def faults(request: Request) -> Response:
         if request.method == "PUT":
@@ -258,6 +294,12 @@ def create_sandbox_app(settings: SandboxSettings) -> Starlette:
         Route("/espf/v1/event/create", espf.endpoint(espf.create_event), methods=["POST"]),
         Route("/sandbox/eventsender", eventsender, methods=["GET"]),
         Route("/sandbox/events", emit, methods=["POST"]),
+        Route("/sandbox/eventsender/subscriptions", subscriptions, methods=["GET", "PUT", "POST"]),
+        Route(
+            "/sandbox/eventsender/subscriptions/{event_type:path}",
+            subscriptions,
+            methods=["DELETE"],
+        ),
         Route("/sandbox/faults", faults, methods=["GET", "PUT"]),
         Route("/sandbox/sessions/expire", expire_sessions, methods=["POST"]),
         Route("/sandbox/statuses", status_summary, methods=["GET"]),

@@ -19,7 +19,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from opennsps.sandbox import dataset
-from opennsps.sandbox.eventsender import SenderAuth, SenderConfig
+from opennsps.sandbox.eventsender import (
+    SenderAuth,
+    SenderConfig,
+    SubscriptionError,
+    check_event_type,
+)
 from opennsps.sandbox.scenarios import SCENARIOS, ScenarioError, run_scenario
 from opennsps.terminal import console
 
@@ -105,6 +110,13 @@ def serve(
     faults: Annotated[
         str | None, typer.Option(help="Faults to inject from the start, as JSON (docs/sandbox.md).")
     ] = None,
+    subscribe: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An event type the EventSender sends (repeat it); replaces the dataset's list."
+            " Without it: the list kept in the dataset, every known type at first start."
+        ),
+    ] = None,
 ) -> None:
     """Serve the PortaBilling stand-in (JSON API, ESPF API, EventSender) and the HSS."""
     from opennsps.logging import configure_logging
@@ -138,8 +150,14 @@ def serve(
             concurrency=concurrency,
             timeout=timeout,
             retry_delay=retry_delay,
+            subscriptions=subscribe or None,
         ),
     )
+    for event_type in subscribe or []:
+        try:
+            check_event_type(event_type)
+        except SubscriptionError as exc:
+            raise typer.BadParameter(f"--subscribe: {exc}") from None
     if faults:
         try:
             settings.faults.update(json.loads(faults))
@@ -296,13 +314,22 @@ def _sandbox_request(url: str, method: str, path: str, **kwargs: Any) -> httpx.R
         raise typer.Exit(1) from None
 
 
-def _change(url: str, method: str, path: str, body: dict[str, object] | None = None) -> None:
-    response = _sandbox_request(url, method, path, json=body or {})
+def _control_request(url: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    """A control API call; its error printed and exit 1 when the sandbox refuses it."""
+    response = _sandbox_request(url, method, path, **kwargs)
     if response.status_code != 200:
         err.print(f"error: {response.json().get('error', response.text)}")
         raise typer.Exit(1)
-    for event in response.json()["events"]:
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def _change(url: str, method: str, path: str, body: dict[str, object] | None = None) -> None:
+    answer = _control_request(url, method, path, json=body or {})
+    for event in answer["events"]:
         out.print(f"queued i_event {event['i_event']}: {event['event_type']} {event['variables']}")
+    for event in answer.get("not_sent", []):
+        out.print(f"not sent ({event['reason']}): {event['event_type']} {event['variables']}")
 
 
 @change_app.command("create-account")
@@ -315,19 +342,20 @@ def create_account(
 
 @change_app.command("assign-sim")
 def assign_sim(i_account: int, url: UrlOption = DEFAULT_URL, sim: int | None = None) -> None:
-    """Give the account a SIM card, replacing its current one (SIM/Replaced)."""
+    """Give the account a SIM card, replacing its current one (Subscriber/Updated,
+    SIM/Replaced, SIM/Updated)."""
     _change(url, "POST", f"/sandbox/accounts/{i_account}/sim", {"i_sim_card": sim})
 
 
 @change_app.command()
 def block(i_account: int, url: UrlOption = DEFAULT_URL) -> None:
-    """Block the account (Subscriber/Updated)."""
+    """Block the account (Subscriber/Updated, SIM/Updated)."""
     _change(url, "POST", f"/sandbox/accounts/{i_account}/block")
 
 
 @change_app.command()
 def unblock(i_account: int, url: UrlOption = DEFAULT_URL) -> None:
-    """Unblock the account (Subscriber/Updated)."""
+    """Unblock the account (Subscriber/Updated, SIM/Updated)."""
     _change(url, "POST", f"/sandbox/accounts/{i_account}/unblock")
 
 
@@ -339,7 +367,8 @@ def password(i_account: int, new_password: str, url: UrlOption = DEFAULT_URL) ->
 
 @change_app.command("product")
 def change_product(i_account: int, i_product: int, url: UrlOption = DEFAULT_URL) -> None:
-    """Change the account's product (Subscriber/Updated)."""
+    """Move the account to another product, with its access policy and add-ons
+    (Subscriber/Updated, SIM/Updated)."""
     _change(url, "POST", f"/sandbox/accounts/{i_account}/product", {"i_product": i_product})
 
 
@@ -348,7 +377,7 @@ def change_access_policy(
     i_account: int, i_access_policy: int, url: UrlOption = DEFAULT_URL
 ) -> None:
     """Give the account another access policy: 179 LTE standard, 180 premium, 181 IoT
-    (Subscriber/Updated)."""
+    (Subscriber/Updated, SIM/Updated)."""
     _change(
         url,
         "POST",
@@ -359,13 +388,13 @@ def change_access_policy(
 
 @change_app.command("add-addon")
 def add_addon(i_account: int, i_product: int, url: UrlOption = DEFAULT_URL) -> None:
-    """Add an add-on product (Subscriber/Updated)."""
+    """Add an add-on product (Subscriber/Updated, SIM/Updated)."""
     _change(url, "POST", f"/sandbox/accounts/{i_account}/addons", {"i_product": i_product})
 
 
 @change_app.command("remove-addon")
 def remove_addon(i_account: int, i_product: int, url: UrlOption = DEFAULT_URL) -> None:
-    """Remove an add-on product (Subscriber/Updated)."""
+    """Remove an add-on product (Subscriber/Updated, SIM/Updated)."""
     _change(url, "DELETE", f"/sandbox/accounts/{i_account}/addons/{i_product}")
 
 
@@ -381,9 +410,17 @@ def quota_exceeded(i_account: int, url: UrlOption = DEFAULT_URL) -> None:
     _change(url, "POST", f"/sandbox/accounts/{i_account}/quota-exceeded")
 
 
+@change_app.command("renew-bundles")
+def renew_bundles(i_account: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Renew the account's bundles (Subscriber/Updated, SIM/Updated, and
+    Account/Service/QuotaAvailable when one had run out)."""
+    _change(url, "POST", f"/sandbox/accounts/{i_account}/bundles/renew")
+
+
 @change_app.command("delete-account")
 def delete_account(i_account: int, url: UrlOption = DEFAULT_URL) -> None:
-    """Delete the account and release its SIM (Subscriber/Deleted)."""
+    """Delete the account and release its SIM (Subscriber/Deleted, SIM/Replaced,
+    SIM/Updated)."""
     _change(url, "DELETE", f"/sandbox/accounts/{i_account}")
 
 
@@ -394,10 +431,48 @@ def customer(
     name: str | None = None,
     bill_status: Annotated[str | None, typer.Option(help="O, S or C")] = None,
 ) -> None:
-    """Change a customer (Customer/Updated)."""
+    """Change a customer (Customer/Updated; a status change also Subscriber/Updated and
+    SIM/Updated for each of its accounts)."""
     _change(
         url, "POST", f"/sandbox/customers/{i_customer}", {"name": name, "bill_status": bill_status}
     )
+
+
+@change_app.command("create-customer")
+def create_customer(name: str, url: UrlOption = DEFAULT_URL) -> None:
+    """Create a customer (Customer/Created)."""
+    _change(url, "POST", "/sandbox/customers", {"name": name})
+
+
+@change_app.command("delete-customer")
+def delete_customer(i_customer: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Terminate a customer and its accounts (Subscriber/Deleted... for each, then
+    Customer/Deleted)."""
+    _change(url, "DELETE", f"/sandbox/customers/{i_customer}")
+
+
+@change_app.command("add-sim")
+def add_sim(url: UrlOption = DEFAULT_URL) -> None:
+    """Add a SIM card to the inventory (SIM/Created)."""
+    _change(url, "POST", "/sandbox/sims")
+
+
+@change_app.command("sim-status")
+def sim_status(
+    i_sim_card: int,
+    status: Annotated[
+        str, typer.Argument(help="free: active, reserved, disposed; assigned: used, blocked")
+    ],
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Change a SIM card's status (SIM/Updated with curr_status and prev_status)."""
+    _change(url, "POST", f"/sandbox/sims/{i_sim_card}/status", {"status": status})
+
+
+@change_app.command("remove-sim")
+def remove_sim(i_sim_card: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Remove a SIM card from the inventory (SIM/Deleted; taken from its account first)."""
+    _change(url, "DELETE", f"/sandbox/sims/{i_sim_card}")
 
 
 @change_app.command()
@@ -428,6 +503,27 @@ def assign_did(number: str, url: UrlOption = DEFAULT_URL, account: int | None = 
 def remove_did(number: str, url: UrlOption = DEFAULT_URL) -> None:
     """Remove a DID from the inventory (DID/Deleted)."""
     _change(url, "DELETE", f"/sandbox/dids/{number}")
+
+
+@app.command()
+def subscriptions(
+    url: UrlOption = DEFAULT_URL,
+    subscribe: Annotated[
+        list[str] | None, typer.Option(help="Subscribe the EventSender to this event type.")
+    ] = None,
+    unsubscribe: Annotated[
+        list[str] | None, typer.Option(help="Unsubscribe the EventSender from this event type.")
+    ] = None,
+) -> None:
+    """The event types the EventSender sends; --subscribe / --unsubscribe change them at run
+    time (as `evctl.pl handler subscribe EventSender <type>` does)."""
+    path = "/sandbox/eventsender/subscriptions"
+    for event_type in subscribe or []:
+        _control_request(url, "POST", path, json={"event_type": event_type})
+    for event_type in unsubscribe or []:
+        _control_request(url, "DELETE", f"{path}/{event_type}")
+    for event_type in _control_request(url, "GET", path)["subscriptions"]:
+        out.print(event_type)
 
 
 @app.command()

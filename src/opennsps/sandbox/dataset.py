@@ -100,13 +100,29 @@ VD_PLANS = (
     (204, "Youtube UHD", "Internet Access KB", "megabyte", 20480, "RG200", 2652, 286, 106),
     (205, "Roaming 1GB", "Internet Access KB", "megabyte", 1024, "RG300", 2653, 287, 106),
 )
-MAIN_PRODUCTS = (
-    (3774, "Pay as you go", 201),
-    (3776, "Unlimited Talk 5GB", 202),
-    (3777, "Voice 300", 203),
-    (3778, "IoT Basic", None),
-)
 ADDON_PRODUCTS = ((3775, "Youtube UHD", 204, 10), (3779, "Roaming Pack", 205, 20))
+ALL_ADDONS = frozenset(addon[0] for addon in ADDON_PRODUCTS)
+
+
+@dataclass(frozen=True)
+class MainProduct:
+    """A main product: its bundle, the access policy it gives its accounts (their service
+    feature netaccess_policy), the add-ons it comes with and the add-ons it allows."""
+
+    i_product: int
+    name: str
+    i_vd_plan: int | None
+    i_access_policy: int
+    included_addons: frozenset[int] = frozenset()
+    allowed_addons: frozenset[int] = ALL_ADDONS
+
+
+MAIN_PRODUCTS = (
+    MainProduct(3774, "Pay as you go", 201, 179),
+    MainProduct(3776, "Unlimited Talk 5GB", 202, 180, frozenset({3779})),
+    MainProduct(3777, "Voice 300", 203, 179),
+    MainProduct(3778, "IoT Basic", None, 181, allowed_addons=frozenset()),
+)
 ACCESS_POLICIES = (
     (179, "LTE standard", "lte.std", "cs-std", "eps-std"),
     (180, "LTE premium", "lte.premium", "cs-premium", "eps-premium"),
@@ -215,11 +231,16 @@ def generate(
                 i_account,
             )
         )
+        product = main_product(int(str(row[3])))
+        chosen = {i: str(row[17]) for i in product.included_addons}
         if rng.random() < 0.3:
             addon = rng.choice(ADDON_PRODUCTS)
             since = EPOCH + timedelta(days=rng.randrange(300))
-            addons.append((i_account, addon[0], _stamp(since), None))
-            usage.append((i_account, addon[2], rng.randrange(addon_amount(addon[2]) + 1)))
+            used = rng.randrange(addon_amount(addon[2]) + 1)
+            if addon[0] in product.allowed_addons:
+                chosen[addon[0]] = _stamp(since)
+                usage.append((i_account, addon[2], used))
+        addons.extend((i_account, i, since_text, None) for i, since_text in sorted(chosen.items()))
         fields.append((i_account, "marketplace", rng.choice(("retail", "online", "partner"))))
         if len(chunk) >= 50_000:
             _flush(connection, chunk, sims, addons, usage, fields)
@@ -260,6 +281,14 @@ def generate(
     )
 
 
+def main_product(i_product: int) -> MainProduct:
+    """The main product with that id; KeyError if there is none."""
+    for product in MAIN_PRODUCTS:
+        if product.i_product == i_product:
+            return product
+    raise KeyError(i_product)
+
+
 def addon_amount(i_vd_plan: int) -> int:
     return next(plan[4] for plan in VD_PLANS if plan[0] == i_vd_plan)
 
@@ -281,7 +310,7 @@ def _catalogue(connection: sqlite3.Connection) -> None:
     connection.executemany("INSERT INTO vd_plans VALUES (?,?,?,?,?,?,?,?,?)", VD_PLANS)
     connection.executemany(
         "INSERT INTO products VALUES (?,?,?,0,0,?)",
-        [(i, name, f"{name} plan", plan) for i, name, plan in MAIN_PRODUCTS],
+        [(p.i_product, p.name, f"{p.name} plan", p.i_vd_plan) for p in MAIN_PRODUCTS],
     )
     connection.executemany(
         "INSERT INTO products VALUES (?,?,?,1,?,?)",
@@ -299,6 +328,10 @@ def _customers(rng: random.Random, count: int) -> Iterator[tuple[object, ...]]:
     for k in range(count):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         status = "O" if rng.random() < 0.97 else rng.choice("SC")
+        if status == "C":
+            # A closed customer closes its accounts, and generated accounts are live: such
+            # a customer is generated suspended (drawn as before, so a seed's data stays).
+            status = "S"
         yield (
             FIRST_CUSTOMER + k,
             f"{first} {last} {k}",
@@ -313,10 +346,9 @@ def _customers(rng: random.Random, count: int) -> Iterator[tuple[object, ...]]:
 
 
 def _accounts(rng: random.Random, count: int, customers: int) -> Iterator[tuple[object, ...]]:
-    policies = [p[0] for p in ACCESS_POLICIES]
     for k in range(count):
         i_account = FIRST_ACCOUNT + k
-        product = MAIN_PRODUCTS[k % len(MAIN_PRODUCTS)][0]
+        product = MAIN_PRODUCTS[k % len(MAIN_PRODUCTS)]
         roll = rng.random()
         bill_status = "O" if roll < 0.94 else ("S" if roll < 0.97 else "I")
         billing_model = 1 if rng.random() < 0.6 else -1
@@ -326,7 +358,7 @@ def _accounts(rng: random.Random, count: int, customers: int) -> Iterator[tuple[
             i_account,
             f"{msisdn_of(i_account)}@msisdn",
             FIRST_CUSTOMER + k // ACCOUNTS_PER_CUSTOMER % customers,
-            product,
+            product.i_product,
             bill_status,
             billing_model,
             "Y" if rng.random() < 0.02 else "N",
@@ -339,7 +371,7 @@ def _accounts(rng: random.Random, count: int, customers: int) -> Iterator[tuple[
             msisdn_of(i_account),
             f"{10000 + k % 89999}",
             "Y",
-            policies[k % len(policies)],
+            product.i_access_policy,
             _stamp(activated),
             service_password_of(i_account),
         )

@@ -42,8 +42,32 @@ CREATE TABLE IF NOT EXISTS espf_attempts (
     duration_ms REAL NOT NULL, http_status INTEGER, error TEXT, outcome TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS espf_attempts_event ON espf_attempts (i_event);
+CREATE TABLE IF NOT EXISTS espf_subscriptions (event_type TEXT PRIMARY KEY);
 """
 FIRST_I_EVENT = 1_000_001
+#: The event types of the ESPF guide (its four groups, and the quota events and custom
+#: event of its scheduling scenario) and of the NSPS connector guide (the SIM group).
+EVENT_TYPES = (
+    "Subscriber/Created",
+    "Subscriber/Updated",
+    "Subscriber/Deleted",
+    "Customer/Created",
+    "Customer/Updated",
+    "Customer/Deleted",
+    "Invoice/Created",
+    "Invoice/Updated",
+    "DID/Created",
+    "DID/Updated",
+    "DID/Deleted",
+    "Account/Service/QuotaExceeded",
+    "Account/Service/QuotaAvailable",
+    "Custom/NextMonth",
+    "SIM/Created",
+    "SIM/Updated",
+    "SIM/Deleted",
+    "SIM/Replaced",
+)
+CUSTOM_PREFIX = "Custom/"
 
 
 @dataclass
@@ -86,6 +110,27 @@ class SenderConfig:
     concurrency: int = 4
     timeout: float = 300.0
     retry_delay: float = 10.0
+    #: The event types to send; None keeps the dataset's list (every type at first start).
+    subscriptions: list[str] | None = None
+
+
+class SubscriptionError(ValueError):
+    """An event type the EventSender cannot subscribe to; the message says why."""
+
+
+def check_event_type(event_type: str) -> str:
+    """The event type if the EventSender can be subscribed to it: a known type, or a custom
+    one (`Custom/<Name>`, as `evctl.pl type create` makes them)."""
+    name = event_type.strip()
+    if name in EVENT_TYPES:
+        return name
+    rest = name.removeprefix(CUSTOM_PREFIX)
+    if name.startswith(CUSTOM_PREFIX) and rest and len(name) <= 64 and rest.isprintable():
+        return name
+    raise SubscriptionError(
+        f"unknown event type {event_type!r}: one of {', '.join(EVENT_TYPES)},"
+        f" or a custom type named {CUSTOM_PREFIX}<Name>"
+    )
 
 
 class EventSender:
@@ -98,6 +143,13 @@ class EventSender:
             self._db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('next_i_event', ?)", (str(FIRST_I_EVENT),)
             )
+            first_start = self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('subscriptions_set', '1')"
+            ).rowcount
+        if config.subscriptions is not None:
+            self.set_subscriptions(config.subscriptions)
+        elif first_start:
+            self.set_subscriptions(list(EVENT_TYPES))
         self._in_flight: set[int] = set()
         self._wake = asyncio.Event()
         self._next_slot = 0.0
@@ -119,8 +171,65 @@ class EventSender:
             )
         return value
 
+    # -- subscriptions (evctl.pl handler subscribe|unsubscribe EventSender <type>) --------
+
+    def subscriptions(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_type FROM espf_subscriptions ORDER BY event_type"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def set_subscriptions(self, event_types: list[str]) -> list[str]:
+        checked = sorted({check_event_type(t) for t in event_types})
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM espf_subscriptions")
+            self._db.executemany(
+                "INSERT INTO espf_subscriptions VALUES (?)", [(t,) for t in checked]
+            )
+            self._db.execute("COMMIT")
+        return checked
+
+    def subscribe(self, event_type: str) -> list[str]:
+        checked = check_event_type(event_type)
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO espf_subscriptions VALUES (?)", (checked,))
+        return self.subscriptions()
+
+    def unsubscribe(self, event_type: str) -> list[str]:
+        with self._lock:
+            gone = self._db.execute(
+                "DELETE FROM espf_subscriptions WHERE event_type = ?", (event_type.strip(),)
+            ).rowcount
+        if not gone:
+            raise SubscriptionError(f"the EventSender is not subscribed to {event_type!r}")
+        return self.subscriptions()
+
+    def is_subscribed(self, event_type: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM espf_subscriptions WHERE event_type = ?", (event_type,)
+            ).fetchone()
+        return row is not None
+
+    def emit_subscribed(
+        self, events: list[tuple[str, dict[str, Any]]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Queue the events of the types the EventSender is subscribed to, as ESPF sends a
+        handler only those; returns (queued, not sent)."""
+        subscribed = set(self.subscriptions())
+        sent = [event for event in events if event[0] in subscribed]
+        skipped = [
+            {"event_type": event_type, "variables": variables, "reason": "not subscribed"}
+            for event_type, variables in events
+            if event_type not in subscribed
+        ]
+        return self.emit(sent), skipped
+
     def emit(self, events: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """Queue events for delivery, each with a new i_event; returns what was queued."""
+        """Queue events for delivery whatever the subscriptions, each with a new i_event;
+        returns what was queued."""
         queued = []
         for event_type, variables in events:
             queued.append(self._enqueue(self.next_i_event(), event_type, variables))
@@ -194,9 +303,17 @@ class EventSender:
         while True:
             if self.due_scheduled is not None and self.mark_scheduled is not None:
                 for i_event, event_type, variables in self.due_scheduled(datetime.now(UTC)):
-                    self._enqueue(i_event, event_type, variables)
+                    if self.is_subscribed(event_type):
+                        self._enqueue(i_event, event_type, variables)
+                        self._wake.set()
+                    else:
+                        log.info(
+                            "scheduled espf event not sent: the EventSender is not subscribed"
+                            " to its type",
+                            i_event=i_event,
+                            event_type=event_type,
+                        )
                     self.mark_scheduled(i_event)
-                    self._wake.set()
             await asyncio.sleep(1.0)
 
     def _claim(self) -> sqlite3.Row | None:

@@ -6,6 +6,10 @@ import sqlite3
 from typing import Any
 
 Row = dict[str, Any]
+EFFECTIVE_BILL_STATUS = (
+    "CASE WHEN a.bill_status = 'C' OR c.bill_status = 'C' THEN 'C'"
+    " WHEN c.bill_status = 'S' AND a.bill_status = 'O' THEN 'S' ELSE a.bill_status END"
+)
 
 
 def _one(db: sqlite3.Connection, sql: str, *args: object) -> sqlite3.Row | None:
@@ -16,8 +20,10 @@ def _one(db: sqlite3.Connection, sql: str, *args: object) -> sqlite3.Row | None:
 def account_list(db: sqlite3.Connection, offset: int, limit: int) -> list[Row]:
     """Accounts in i_account order, the short form Account/get_account_list answers."""
     rows = db.execute(
-        "SELECT i_account, id, i_customer, i_product, bill_status, blocked FROM accounts"
-        " WHERE deleted = 0 ORDER BY i_account LIMIT ? OFFSET ?",
+        "SELECT a.i_account, a.id, a.i_customer, a.i_product,"  # noqa: S608 (constant SQL)
+        f" {EFFECTIVE_BILL_STATUS} AS bill_status, a.blocked"
+        " FROM accounts a JOIN customers c USING (i_customer)"
+        " WHERE a.deleted = 0 ORDER BY a.i_account LIMIT ? OFFSET ?",
         (limit, offset),
     ).fetchall()
     return [dict(row) for row in rows]
@@ -28,27 +34,33 @@ def account_info(
 ) -> Row | None:
     # A terminated account stays readable, closed (bill_status C, status closed), as
     # PortaBilling keeps it: ESPF guide, Example 3 reads the deleted account's ID.
+    # The billing status is the account's own, or the customer's where that is worse: a
+    # suspended customer suspends its accounts, a closed one closes them (NSPS connector
+    # guide: an account's billing status "affected by the customer's billing status").
+    select = (
+        f"SELECT a.*, {EFFECTIVE_BILL_STATUS} AS effective_bill_status FROM accounts a"  # noqa: S608
+        " JOIN customers c USING (i_customer)"
+    )
     if i_account is not None:
-        row = _one(db, "SELECT * FROM accounts WHERE i_account = ?", i_account)
+        row = _one(db, f"{select} WHERE a.i_account = ?", i_account)
     else:
-        row = _one(db, "SELECT * FROM accounts WHERE id = ? ORDER BY deleted LIMIT 1", id)
+        row = _one(db, f"{select} WHERE a.id = ? ORDER BY a.deleted LIMIT 1", id)
     if row is None:
         return None
     product = _one(db, "SELECT name FROM products WHERE i_product = ?", row["i_product"])
-    status = (
-        "blocked"
-        if row["blocked"] == "Y"
-        else {"O": "active", "S": "customer_suspended", "I": "inactive", "C": "closed"}[
-            row["bill_status"]
-        ]
-    )
+    effective = row["effective_bill_status"]
+    status = {"O": "active", "S": "suspended", "I": "inactive", "C": "closed"}[effective]
+    if effective == "S" and row["bill_status"] != "S":
+        status = "customer_suspended"
+    elif row["blocked"] == "Y" and effective != "C":
+        status = "blocked"
     info: Row = {
         "i_account": row["i_account"],
         "id": row["id"],
         "i_customer": row["i_customer"],
         "i_product": row["i_product"],
         "product_name": product["name"] if product else None,
-        "bill_status": row["bill_status"],
+        "bill_status": row["effective_bill_status"],
         "billing_model": row["billing_model"],
         "blocked": row["blocked"],
         "status": status,

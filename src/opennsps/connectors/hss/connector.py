@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import MetaData
 
 from opennsps.connector import Connector, Context, Event, Rejected
-from opennsps.connectors.account_events import enriched_account
+from opennsps.connectors.account_events import NO_ACCOUNT, enriched_account
 from opennsps.connectors.hss.client import Duplicate, PyHssClient
 from opennsps.connectors.hss.desired import (
     HssOptions,
@@ -51,7 +51,10 @@ class HssConnector(Connector):
         await super().close()
 
     async def handle(self, event: Event, context: Context) -> dict[str, Any]:
-        i_account, pb_data = enriched_account(event, "HSS")
+        found = enriched_account(event, "HSS")
+        if found is None:
+            return {"hss": NO_ACCOUNT}
+        i_account, pb_data = found
         wanted = desired_subscriber(pb_data, self.settings)
         linked = await self.links.key_of(i_account)
         removed = await self._remove_stale(i_account, linked, pb_data, wanted)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, MetaData, event
 
 from opennsps.connector import Connector, Context, Event, Rejected
-from opennsps.connectors.account_events import enriched_account
+from opennsps.connectors.account_events import NO_ACCOUNT, enriched_account
 from opennsps.connectors.links import LinkStore, link_table, sql_engine
 from opennsps.connectors.radius.desired import RadiusOptions, RadiusUser, desired_user
 from opennsps.connectors.radius.tables import RadiusTables, check_fits
@@ -64,7 +64,10 @@ class RadiusConnector(Connector):
         await super().close()
 
     async def handle(self, event: Event, context: Context) -> dict[str, Any]:
-        i_account, pb_data = enriched_account(event, "RADIUS")
+        found = enriched_account(event, "RADIUS")
+        if found is None:
+            return {"radius": NO_ACCOUNT}
+        i_account, pb_data = found
         wanted = desired_user(pb_data, self.settings)
         if wanted is not None:
             check_fits(wanted)
