@@ -241,6 +241,11 @@ class TemplateCallConfig(_Section):
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = None
     success: str | None = None
+    when: str | None = Field(
+        default=None,
+        description="An expression over the template's names: the call is used only when it"
+        " holds (else the next matching call)",
+    )
 
 
 class TemplateHandlerConfig(_Section):

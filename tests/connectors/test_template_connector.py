@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from pydantic import ValidationError
 
 from opennsps.config import HandlerConfig
+from opennsps.connectors.template import TemplateConnector
+from opennsps.domain.outcomes import OutcomeKind
 from tests.pipeline.harness import FAST_RETRY, Answer, ConnectorServer, wait_for, wired
 
 FIRST = 100_001
@@ -102,3 +106,45 @@ def test_template_mistakes_are_refused_when_the_handler_is_loaded() -> None:
     bad_success["template"]["calls"]["Subscriber/Updated"]["success"] = "status =="
     with pytest.raises(ValidationError, match=r"success"):
         HandlerConfig.model_validate(bad_success)
+
+
+def test_when_picks_the_call_a_terminated_account_needs(store_url: str, dataset_file: Path) -> None:
+    """A closed (terminated) account is deprovisioned whichever event tells of it: the
+    Subscriber/Deleted of a deletion, or the Subscriber/Updated of a billing status C."""
+    upsert = {"op": "upsert", "account": "{{ i_account }}", "event_id": "{{ event_id }}"}
+    remove = {"op": "delete", "account": "{{ i_account }}", "event_id": "{{ event_id }}"}
+    calls = {
+        "Subscriber/Deleted": {"url": "/events", "body": remove},
+        "Subscriber/Updated": {
+            "url": "/events",
+            "body": remove,
+            "when": "pb_data.account_info.bill_status == 'terminated'",
+        },
+        "Subscriber/*": {"url": "/events", "body": upsert},
+    }
+    with wired(
+        store_url,
+        dataset_file,
+        lambda c: [template_handler(c, calls=calls)],
+        connector=ConnectorServer(),
+    ) as (sandbox, _, server):
+        sandbox.post(f"/sandbox/accounts/{FIRST}/bill-status", {"bill_status": "C"})
+        sandbox.post(f"/sandbox/accounts/{FIRST + 1}/block")
+        httpx.delete(f"{sandbox.url}/sandbox/accounts/{FIRST + 2}", timeout=10).raise_for_status()
+        wait_for(lambda: len(server.received) == 3 or None, what="three calls")
+    ops = {r["body"]["account"]: r["body"]["op"] for r in server.received}
+    assert ops == {FIRST: "delete", FIRST + 1: "upsert", FIRST + 2: "delete"}
+
+
+def test_a_when_that_fails_on_the_event_rejects_it_with_the_call_named() -> None:
+    connector = TemplateConnector(
+        {"Subscriber/*": {"url": "/x", "when": "pb_data.account_info.bill_status == 'open'"}},
+        base_url="http://127.0.0.1:9",
+        secrets={},
+        timeout=5,
+    )
+    event = {"event_id": "e1", "data": {"event_type": "Subscriber/Updated", "variables": {}}}
+    result = asyncio.run(connector.deliver(event, request_id=None, unique_id=None))
+    asyncio.run(connector.close())
+    assert result.outcome.kind is OutcomeKind.REJECTED
+    assert "calls.Subscriber/*.when" in str(result.error)

@@ -1,6 +1,7 @@
 """The template connector: one REST call per event, described in YAML with Jinja2.
 
-For each event the first `calls` entry whose pattern matches the event type is rendered
+For each event the first `calls` entry whose pattern matches the event type (and whose
+`when` expression, if it has one, holds) is rendered
 with `event` (the NSPS Event), `pb_data`, `variables`, `event_type`, `event_id`,
 `i_account` and `secrets`, then sent. `success` is an expression over `status`, `body`
 (parsed JSON, or None) and `headers`; when it is false a 5xx, 408, 425 or 429 answer is
@@ -34,6 +35,7 @@ class TemplateCall:
     headers: Compiled
     body: Compiled | None
     success: Any
+    when: Any = None
 
 
 def compile_calls(calls: Mapping[str, Mapping[str, Any]]) -> list[TemplateCall]:
@@ -49,6 +51,7 @@ def compile_calls(calls: Mapping[str, Mapping[str, Any]]) -> list[TemplateCall]:
                 headers=Compiled(call.get("headers") or {}, f"{where}.headers"),
                 body=Compiled(call["body"], f"{where}.body") if "body" in call else None,
                 success=expression(call.get("success") or DEFAULT_SUCCESS, f"{where}.success"),
+                when=expression(call["when"], f"{where}.when") if call.get("when") else None,
             )
         )
     return compiled
@@ -78,10 +81,14 @@ class TemplateConnector:
     ) -> AttemptResult:
         started = time.perf_counter()
         event_type = str(event.get("data", {}).get("event_type", ""))
-        call = next((c for c in self.calls if matches(c.pattern, event_type)), None)
+        context = self._context(event)
+        try:
+            call = _chosen(self.calls, event_type, context)
+        except TemplateError as exc:
+            reason = f"template: {exc}"
+            return _result(started, Outcome(OutcomeKind.REJECTED, reason), None, reason)
         if call is None:
             return _result(started, Outcome(OutcomeKind.DELIVERED, "no call"), None, None)
-        context = self._context(event)
         try:
             url = str(call.url.render(context))
             headers = {str(k): str(v) for k, v in call.headers.render(context).items()}
@@ -138,6 +145,24 @@ class TemplateConnector:
             reason = f"HTTP {response.status_code}: the success condition is false"
             classified = Outcome(OutcomeKind.REJECTED, reason)
         return _result(started, classified, response, classified.reason, excerpt)
+
+
+def _chosen(
+    calls: list[TemplateCall], event_type: str, context: Mapping[str, Any]
+) -> TemplateCall | None:
+    """The first call whose pattern matches the event type and whose `when` holds."""
+    for call in calls:
+        if not matches(call.pattern, event_type):
+            continue
+        if call.when is None:
+            return call
+        try:
+            holds = bool(call.when(**context))
+        except Exception as exc:  # a condition that fails on this event's data
+            raise TemplateError(f"calls.{call.pattern}.when: {exc}") from None
+        if holds:
+            return call
+    return None
 
 
 def _trace(request_id: str | None, unique_id: str | None) -> dict[str, str | None]:
