@@ -102,6 +102,7 @@ def create_app(
         event_store.engine,
         UserStore(event_store.engine),
         lifetime_seconds=settings.console.session_hours * 3600,
+        idle_seconds=settings.console.idle_minutes * 60,
     )
     # Failed console logins: 5 per user name, 25 per client address, in 5 minutes.
     app.state.login_throttle_user = LoginThrottle(max_failures=5)

@@ -406,7 +406,12 @@ class ConsoleConfig(_Section):
     """The web console at /console and its sessions (docs/console.md)."""
 
     enabled: bool = True
-    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="A session ends this long after login"
+    )
+    idle_minutes: float = Field(
+        default=30.0, gt=0, le=24 * 60, description="A session unused this long ends"
+    )
     secure_cookie: bool = Field(
         default=False, description="Send the session cookie over HTTPS only (behind TLS)"
     )

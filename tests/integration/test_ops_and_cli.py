@@ -51,9 +51,9 @@ def test_db_upgrade_is_idempotent(tmp_path: Path, store_url: str) -> None:
     config = config_file(tmp_path, store_url)
     first = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
     assert first.exit_code == 0, first.output
-    assert "upgraded from empty to 0004" in first.output
+    assert "upgraded from empty to 0005" in first.output
     second = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
-    assert "already at 0004" in second.output
+    assert "already at 0005" in second.output
 
 
 def test_events_list_and_show(

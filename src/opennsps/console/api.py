@@ -21,6 +21,7 @@ from opennsps.connectors.plugin import PluginLoadError
 from opennsps.console.auth import require
 from opennsps.console.masking import masked_definition, with_stored_secrets
 from opennsps.console.roles import Caller
+from opennsps.console.sessions import Sessions
 from opennsps.domain.deliveries import DeliveryState
 from opennsps.domain.routing import matches
 from opennsps.domain.values import NO_NUL, Id64, Int64, JsonId, JsonInt, Text, UtcTime
@@ -271,6 +272,40 @@ def resume_all(request: Request, _: Operator) -> dict[str, bool]:
     pipeline.handler_store.set_global_pause(False)
     pipeline.reload_handlers()
     return {"paused": False}
+
+
+# -- console users' sessions ---------------------------------------------------------------
+
+
+def _sessions(request: Request, username: str) -> Sessions:
+    sessions: Sessions = request.app.state.console_sessions
+    if sessions.users.get(username) is None:
+        raise ApiError(404, f"no console user {username!r}", "not_found")
+    return sessions
+
+
+@router.get("/users/{username}/sessions", tags=["users"])
+def user_sessions(request: Request, username: Text, _: Admin) -> dict[str, Any]:
+    """The user's open console sessions: when each began, was last used and will end (by
+    idle timeout or absolute expiry, whichever comes first), and its client."""
+    found = _sessions(request, username).list_for(username)
+    return {"items": [asdict(info) for info in found]}
+
+
+@router.delete("/users/{username}/sessions", tags=["users"])
+def end_user_sessions(request: Request, username: Text, _: Admin) -> dict[str, int]:
+    """End every console session of the user at once (in every process)."""
+    return {"ended": _sessions(request, username).end_for(username)}
+
+
+@router.delete("/users/{username}/sessions/{session_id}", tags=["users"])
+def end_user_session(
+    request: Request, username: Text, session_id: Text, _: Admin
+) -> dict[str, int]:
+    ended = _sessions(request, username).end_for(username, session_id)
+    if not ended:
+        raise ApiError(404, f"{username!r} has no open session {session_id!r}", "not_found")
+    return {"ended": ended}
 
 
 # -- events, deliveries, attempts ---------------------------------------------------------

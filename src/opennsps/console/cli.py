@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from opennsps.cli_support import ConfigOption, err, out, settings_or_exit, show_time, store_or_exit
+from opennsps.console.sessions import Sessions
 from opennsps.console.users import UserError, UserStore
 
 app = typer.Typer(help="Manage the web console's users.", no_args_is_help=True)
@@ -25,6 +26,17 @@ PasswordStdin = Annotated[
 def _users(config: ConfigOption) -> UserStore:
     store = store_or_exit(settings_or_exit(config))
     return UserStore(store.engine)
+
+
+def _sessions(config: ConfigOption) -> Sessions:
+    settings = settings_or_exit(config)
+    store = store_or_exit(settings)
+    return Sessions(
+        store.engine,
+        UserStore(store.engine),
+        lifetime_seconds=settings.console.session_hours * 3600,
+        idle_seconds=settings.console.idle_minutes * 60,
+    )
 
 
 def _password(from_stdin: bool) -> str:
@@ -70,7 +82,7 @@ def list_users(config: ConfigOption = None) -> None:
 
 @app.command("set-role")
 def set_role(username: UserArgument, role: RoleOption, config: ConfigOption = None) -> None:
-    """Change a user's role (in force at their next request)."""
+    """Change a user's role (their console sessions end: they log in again)."""
     users = _users(config)
     _run(f"user {username} is now {role}", lambda: users.set_role(username, role))
 
@@ -79,7 +91,7 @@ def set_role(username: UserArgument, role: RoleOption, config: ConfigOption = No
 def set_password(
     username: UserArgument, password_stdin: PasswordStdin = False, config: ConfigOption = None
 ) -> None:
-    """Change a user's password."""
+    """Change a user's password (their console sessions end)."""
     users = _users(config)
     password = _password(password_stdin)
     _run(f"password of {username} changed", lambda: users.set_password(username, password))
@@ -87,6 +99,35 @@ def set_password(
 
 @app.command("remove")
 def remove(username: UserArgument, config: ConfigOption = None) -> None:
-    """Remove a user (their sessions end at their next request)."""
+    """Remove a user (their console sessions end at once)."""
     users = _users(config)
     _run(f"user {username} removed", lambda: users.remove(username))
+
+
+@app.command("sessions")
+def sessions(username: UserArgument, config: ConfigOption = None) -> None:
+    """A user's open console sessions."""
+    table = Table("session", "client", "logged in", "last used", "ends")
+    for info in _sessions(config).list_for(username):
+        table.add_row(
+            info.id,
+            info.client,
+            show_time(info.created_at),
+            show_time(info.last_seen_at),
+            show_time(info.expires_at),
+        )
+    out.print(table)
+
+
+@app.command("end-sessions")
+def end_sessions(
+    username: UserArgument,
+    session: Annotated[str | None, typer.Option(help="Only this session (its id).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """End a user's console sessions at once (all of them, or --session ID)."""
+    ended = _sessions(config).end_for(username, session)
+    if session is not None and not ended:
+        err.print(f"error: {username} has no open session {session}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"{ended} session(s) of {username} ended")

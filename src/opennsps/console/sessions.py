@@ -1,31 +1,34 @@
-"""Console sessions: a signed cookie (JWT, HS256) naming the user, with a CSRF token that
-every changing request must echo in the `X-CSRF-Token` header.
+"""Console sessions, kept in the store: the cookie is a random token, the store holds its
+SHA-256 with the user, the CSRF token every changing request must echo in the
+`X-CSRF-Token` header, and the session's times.
 
-The signing key is created once and kept in the store, so every OpenNSPS process on one
-database accepts the same sessions. The user is read again on every request: a removed
-user or a changed role takes effect at once.
+Every OpenNSPS process on one database sees the same sessions, so ending one (logout, a
+password or role change, the user's removal, an admin) takes effect at once everywhere.
+A session ends when unused for the idle timeout, and in any case at its absolute expiry.
+The user is read again on every request.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-import jwt
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, Engine, delete, insert, select, update
 
 from opennsps.console.roles import Caller
 from opennsps.console.users import ConsoleUser, UserStore
-from opennsps.store.schema import runtime_flags
+from opennsps.store.schema import console_sessions
 
 COOKIE = "opennsps_session"
 CSRF_HEADER = "x-csrf-token"
-KEY_FLAG = "console_session_key"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: last_seen_at is written at most this often per session (not on every request).
+TOUCH_EVERY = timedelta(seconds=30)
+CLIENT_CHARS = 255
 
 
 class SessionRefused(Exception):
@@ -34,79 +37,140 @@ class SessionRefused(Exception):
 
 @dataclass(frozen=True)
 class Session:
+    id: str
     caller: Caller
     csrf: str
-    expires_at: float
+    expires_at: datetime
 
 
-def session_key(engine: Engine) -> bytes:
-    """The store's session-signing key, created by the first process that needs it."""
-    with engine.connect() as connection:
-        found = connection.execute(
-            select(runtime_flags.c.value).where(runtime_flags.c.name == KEY_FLAG)
-        ).scalar_one_or_none()
-    if found is None:
-        try:
-            with engine.begin() as connection:
-                connection.execute(
-                    insert(runtime_flags).values(
-                        name=KEY_FLAG, value=secrets.token_hex(32), updated_at=datetime.now(UTC)
-                    )
-                )
-        except IntegrityError:
-            pass  # another process created it first
-        return session_key(engine)
-    return bytes.fromhex(found)
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session as an admin sees it (never its token)."""
+
+    id: str
+    username: str
+    client: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Sessions:
-    def __init__(self, engine: Engine, users: UserStore, lifetime_seconds: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        users: UserStore,
+        lifetime_seconds: float,
+        idle_seconds: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.engine = engine
         self.users = users
         self.lifetime = lifetime_seconds
-        self._key: bytes | None = None
+        self.idle = idle_seconds
+        self._now = clock
 
-    def key(self) -> bytes:
-        if self._key is None:
-            self._key = session_key(self.engine)
-        return self._key
-
-    def issue(self, user: ConsoleUser) -> tuple[str, Session]:
-        """A session for a user who just proved who they are."""
-        now = time.time()
+    def issue(self, user: ConsoleUser, client: str) -> tuple[str, Session]:
+        """A session for a user who just proved who they are; (cookie token, session)."""
+        now = self._now()
+        token = secrets.token_urlsafe(32)
         session = Session(
-            Caller(user.username, user.role), secrets.token_urlsafe(24), now + self.lifetime
+            secrets.token_hex(16),
+            Caller(user.username, user.role),
+            secrets.token_urlsafe(24),
+            now + timedelta(seconds=self.lifetime),
         )
-        token = jwt.encode(
-            {
-                "sub": user.username,
-                "csrf": session.csrf,
-                "iat": int(now),
-                "exp": int(session.expires_at),
-            },
-            self.key(),
-            algorithm="HS256",
-        )
+        with self.engine.begin() as connection:
+            connection.execute(delete(console_sessions).where(console_sessions.c.expires_at <= now))
+            connection.execute(
+                insert(console_sessions).values(
+                    id=session.id,
+                    token_hash=token_hash(token),
+                    username=user.username,
+                    csrf=session.csrf,
+                    client=client[:CLIENT_CHARS],
+                    created_at=now,
+                    last_seen_at=now,
+                    expires_at=session.expires_at,
+                )
+            )
         return token, session
 
     def read(self, cookie: str | None) -> Session:
         if not cookie:
             raise SessionRefused("log in first")
-        try:
-            claims = jwt.decode(
-                cookie,
-                self.key(),
-                algorithms=["HS256"],
-                options={"require": ["sub", "exp", "csrf"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise SessionRefused("the session has expired: log in again") from None
-        except jwt.InvalidTokenError:
-            raise SessionRefused("the session is not valid: log in again") from None
-        user = self.users.get(str(claims["sub"]))
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(console_sessions).where(console_sessions.c.token_hash == token_hash(cookie))
+            ).first()
+        if row is None:
+            raise SessionRefused("the session has ended or is not valid: log in again")
+        found = row._mapping
+        now = self._now()
+        if now >= found["expires_at"]:
+            self._end_where(console_sessions.c.id == found["id"])
+            raise SessionRefused("the session has expired: log in again")
+        if now - found["last_seen_at"] >= timedelta(seconds=self.idle):
+            self._end_where(console_sessions.c.id == found["id"])
+            raise SessionRefused("the session ended after being unused: log in again")
+        user = self.users.get(found["username"])
         if user is None:
             raise SessionRefused("this user no longer exists")
-        return Session(Caller(user.username, user.role), str(claims["csrf"]), float(claims["exp"]))
+        if now - found["last_seen_at"] >= min(TOUCH_EVERY, timedelta(seconds=self.idle / 4)):
+            with self.engine.begin() as connection:
+                connection.execute(
+                    update(console_sessions)
+                    .where(console_sessions.c.id == found["id"])
+                    .values(last_seen_at=now)
+                )
+        return Session(
+            found["id"], Caller(user.username, user.role), found["csrf"], found["expires_at"]
+        )
+
+    def end(self, cookie: str | None) -> bool:
+        """End the session of this cookie (logout); False if there was none."""
+        if not cookie:
+            return False
+        return self._end_where(console_sessions.c.token_hash == token_hash(cookie)) > 0
+
+    def end_for(self, username: str, session_id: str | None = None) -> int:
+        """End a user's sessions (or one of them); how many ended."""
+        condition = console_sessions.c.username == username
+        if session_id is not None:
+            condition = condition & (console_sessions.c.id == session_id)
+        return self._end_where(condition)
+
+    def list_for(self, username: str) -> list[SessionInfo]:
+        now = self._now()
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(console_sessions)
+                .where(console_sessions.c.username == username)
+                .where(console_sessions.c.expires_at > now)
+                .order_by(console_sessions.c.created_at)
+            ).all()
+        idle = timedelta(seconds=self.idle)
+        return [
+            SessionInfo(
+                r.id,
+                r.username,
+                r.client,
+                r.created_at,
+                r.last_seen_at,
+                min(r.expires_at, r.last_seen_at + idle),
+            )
+            for r in rows
+            if now - r.last_seen_at < idle
+        ]
+
+    def _end_where(self, condition: ColumnElement[bool]) -> int:
+        with self.engine.begin() as connection:
+            ended: int = connection.execute(delete(console_sessions).where(condition)).rowcount
+        return ended
 
     @staticmethod
     def check_csrf(session: Session, method: str, presented: str | None) -> None:

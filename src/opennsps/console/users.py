@@ -9,11 +9,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, RowMapping, delete, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from opennsps.console.roles import RANK, Role
-from opennsps.store.schema import console_users
+from opennsps.store.schema import console_sessions, console_users
 
 MIN_PASSWORD = 10
 USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-@")
@@ -112,10 +112,12 @@ class UserStore:
         self._update(username, role=check_role(role))
 
     def remove(self, username: str) -> None:
+        """Remove the user; their console sessions end with them."""
         with self.engine.begin() as connection:
             gone = connection.execute(
                 delete(console_users).where(console_users.c.username == username)
             ).rowcount
+            _end_sessions(connection, username)
         if not gone:
             raise UserError(f"no user {username!r}")
 
@@ -144,14 +146,20 @@ class UserStore:
         return row._mapping if row is not None else None
 
     def _update(self, username: str, **values: str) -> None:
+        """A password or role change: the user's console sessions end (log in again)."""
         with self.engine.begin() as connection:
             changed = connection.execute(
                 update(console_users)
                 .where(console_users.c.username == username)
                 .values(**values, updated_at=datetime.now(UTC))
             ).rowcount
+            _end_sessions(connection, username)
         if not changed:
             raise UserError(f"no user {username!r}")
+
+
+def _end_sessions(connection: Connection, username: str) -> None:
+    connection.execute(delete(console_sessions).where(console_sessions.c.username == username))
 
 
 def _user(row: RowMapping) -> ConsoleUser:

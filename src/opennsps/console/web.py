@@ -81,13 +81,14 @@ def login(request: Request, body: Login) -> Response:
         log.warning("console login refused", user=body.username)
         return error_response(401, "wrong user name or password", "unauthorized")
     per_user.succeeded(user_key)
-    token, session = sessions.issue(user)
+    agent = request.headers.get("user-agent", "")
+    token, session = sessions.issue(user, f"{address} {agent}".strip())
     log.info("console login", user=user.username, role=user.role)
     answer = JSONResponse(_session_body(session), headers={"Cache-Control": "no-store"})
     answer.set_cookie(
         COOKIE,
         token,
-        max_age=int(sessions.lifetime),
+        max_age=int(sessions.lifetime),  # the store ends it earlier when unused
         httponly=True,
         samesite="strict",
         secure=request.app.state.settings.console.secure_cookie,
@@ -97,7 +98,11 @@ def login(request: Request, body: Login) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    """End the session in the store (a copy of the cookie is refused from now on)."""
+    ended = _sessions(request).end(request.cookies.get(COOKIE))
+    if ended:
+        log.info("console logout")
     answer = JSONResponse({"logged_out": True})
     answer.delete_cookie(COOKIE, path="/")
     return answer

@@ -246,3 +246,18 @@ console_users = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+# A console session: the cookie is a random token and only its SHA-256 is stored, so the
+# table gives no one a usable session. Ending a session is deleting its row.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("username", String(64), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),
+    Column("client", String(255), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)
