@@ -239,6 +239,7 @@ def test_an_operator_day_in_the_console(dataset_file: Path, tmp_path: Path) -> N
             page.screenshot(path=str(shots / "event.png"), full_page=True)
 
             # Maintenance: paused everywhere until resumed; events wait, then go out.
+            page.once("dialog", lambda dialog: dialog.accept())  # "Pause all processing?"
             page.get_by_role("button", name="Pause all processing").click()
             banner = page.locator("#paused-banner")
             expect(banner).to_contain_text("Processing is paused")

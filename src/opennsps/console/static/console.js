@@ -24,8 +24,25 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+function present(children) {
+  return children.flat().filter((c) => c !== null && c !== undefined && c !== false);
+}
+
 function fill(el, ...children) {
-  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  el.replaceChildren(...present(children));
+}
+
+function add(el, ...children) {
+  el.append(...present(children));
+}
+
+// A list that a newer request may overtake: only the newest answer is shown.
+function newestOnly() {
+  let latest = 0;
+  return () => {
+    const mine = ++latest;
+    return () => mine === latest;
+  };
 }
 
 function can(role) {
@@ -127,9 +144,15 @@ function localToIso(value) {
   return value ? new Date(value + "Z").toISOString() : "";
 }
 
-function every(ms, fn) {
+// Runs fn now and every ms while `owner` (the page that asked) is still shown.
+function every(ms, fn, owner) {
+  if (owner && !owner.isConnected) return;
   fn();
-  state.timers.push(setInterval(fn, ms));
+  const timer = setInterval(() => {
+    if (owner && !owner.isConnected) clearInterval(timer);
+    else fn();
+  }, ms);
+  state.timers.push(timer);
 }
 
 function stopTimers() {
@@ -229,7 +252,7 @@ function route() {
   if (!state.session) return;
   stopTimers();
   if (Date.now() - state.noticeAt > 1000) notice("");
-  every(3000, refreshPause);
+  every(3000, refreshPause);  // the banner, on every page
   const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("?")[0].split("/");
   const page = ROUTES[name] || dashboardPage;
   for (const link of document.querySelectorAll("[data-nav]")) {
@@ -237,8 +260,10 @@ function route() {
     link.classList.toggle("current", current);
     if (current) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
-  const view = document.getElementById("view");
-  fill(view);
+  // Each navigation gets its own container: a slower page that finishes after the next
+  // navigation fills a container no longer shown.
+  const view = h("div", { class: "page" });
+  fill(document.getElementById("view"), view);
   page(view, rest.map(decodeURIComponent)).catch((err) => {
     if (err.status !== 401) fill(view, h("p", { class: "error-text" }, err.message));
   });
@@ -292,7 +317,7 @@ function barChart(title, points) {
     h("div", { class: "legend" },
       h("span", {}, h("span", { class: "swatch received" }), `received ${totals.received}`),
       h("span", {}, h("span", { class: "swatch delivered" }), `delivered ${totals.delivered}`),
-      h("span", {}, h("span", { class: "swatch errors" }), `failed attempts ${totals.errors} (error rate ${rate} %)`)));
+      h("span", {}, h("span", { class: "swatch failed" }), `failed attempts ${totals.errors} (error rate ${rate} %)`)));
 }
 
 async function dashboardPage(view) {
@@ -300,7 +325,7 @@ async function dashboardPage(view) {
   const perHandler = h("div", { class: "wrap" });
   const hourChart = h("div");
   const dayChart = h("div");
-  view.append(
+  add(view, 
     h("h1", {}, "Dashboard"),
     cards,
     h("h2", {}, "Throughput and errors"),
@@ -349,15 +374,15 @@ async function dashboardPage(view) {
           h("td", { class: "num" }, bad),
           h("td", { class: "num" }, ok + bad ? `${(100 * ok / (ok + bad)).toFixed(1)} %` : "–"));
       }))));
-  });
+  }, view);
   every(5000, async () => {
     const series = await api("GET", "stats/series?window=hour");
     fill(hourChart, barChart("Last hour (per minute)", series.points));
-  });
+  }, view);
   every(60000, async () => {
     const series = await api("GET", "stats/series?window=day");
     fill(dayChart, barChart("Last day (per hour)", series.points));
-  });
+  }, view);
 }
 
 // -- handlers -------------------------------------------------------------------------
@@ -381,7 +406,9 @@ async function handlersPage(view, args) {
     const again = () => route();
     const post = (suffix, label) => act(() => label, () => api("POST", `handlers/${encodeURIComponent(x.id)}/${suffix}`)).then(again);
     const buttons = [];
-    if (can("operator")) {
+    const archived = x.status === "archived";
+    const fromConfig = x.managed_by === "config";
+    if (can("operator") && !archived) {
       buttons.push(x.status === "enabled"
         ? h("button", { type: "button", onclick: () => post("disable", `Handler ${x.id} disabled`) }, "Disable")
         : h("button", { type: "button", onclick: () => post("enable", `Handler ${x.id} enabled`) }, "Enable"));
@@ -390,9 +417,16 @@ async function handlersPage(view, args) {
         : h("button", { type: "button", onclick: () => post("pause", `Handler ${x.id} paused`) }, "Pause"));
       buttons.push(h("button", { type: "button", onclick: () => testSend(x) }, "Test"));
     }
-    if (can("admin")) {
-      buttons.push(h("button", { type: "button", onclick: () => { location.hash = `#/handlers/edit/${encodeURIComponent(x.id)}`; } }, "Edit"));
-      if (x.status !== "archived") buttons.push(h("button", { type: "button", onclick: () => post("archive", `Handler ${x.id} archived`) }, "Archive"));
+    if (can("admin") && !fromConfig) {
+      // A handler from the config file is changed there: the API refuses these.
+      if (!archived) buttons.push(h("button", { type: "button", onclick: () => { location.hash = `#/handlers/edit/${encodeURIComponent(x.id)}`; } }, "Edit"));
+      if (!archived) buttons.push(h("button", {
+        type: "button",
+        onclick: () => {
+          if (!confirm(`Archive handler ${x.id}? It stops receiving events for good; its history stays.`)) return;
+          post("archive", `Handler ${x.id} archived`);
+        },
+      }, "Archive"));
       buttons.push(h("button", {
         type: "button", class: "danger",
         onclick: async () => {
@@ -413,7 +447,7 @@ async function handlersPage(view, args) {
       h("td", { class: "num" }, (depth.pending || 0) + (depth.in_flight || 0)),
       h("td", {}, h("div", { class: "actions" }, buttons)));
   });
-  view.append(
+  add(view, 
     h("h1", {}, "Handlers"),
     can("admin") ? h("p", {}, h("button", { type: "button", class: "primary", onclick: () => { location.hash = "#/handlers/new"; } }, "New handler")) : null,
     h("div", { class: "wrap" }, h("table", { id: "handlers-table" },
@@ -493,7 +527,7 @@ function handlerForm(view, existing) {
       h("button", { type: "button", onclick: () => { location.hash = "#/handlers"; } }, "Cancel")),
   );
   errors.setAttribute("tabindex", "-1");
-  view.append(h("h1", {}, existing ? `Edit handler ${existing.id}` : "New handler"), h("div", { class: "panel" }, form));
+  add(view, h("h1", {}, existing ? `Edit handler ${existing.id}` : "New handler"), h("div", { class: "panel" }, form));
 }
 
 function testSend(handler) {
@@ -554,11 +588,14 @@ async function logsPage(view, args) {
     field("From (UTC)", h("input", { name: "since", type: "datetime-local" })),
     field("To (UTC)", h("input", { name: "until", type: "datetime-local" })),
     h("button", { type: "submit", class: "primary" }, "Search"));
-  view.append(h("h1", {}, "Execution logs"), form, table, pager, detail);
+  add(view, h("h1", {}, "Execution logs"), form, table, pager, detail);
 
+  const ticket = newestOnly();
   async function load(before) {
     const v = formValues(form);
+    const current = ticket();
     const found = await api("GET", "attempts" + query({ ...v, since: localToIso(v.since), until: localToIso(v.until), before, limit: 50 }));
+    if (!current()) return;
     fill(table, h("table", { id: "attempts-table" },
       h("thead", {}, h("tr", {}, ["Time", "Event", "Handler", "Account", "MSISDN", "IMSI", "Duration", "Status", "Outcome", "Error"].map((t) => h("th", {}, t)))),
       h("tbody", {}, found.items.length ? found.items.map((a) => h("tr", {
@@ -613,10 +650,13 @@ async function eventsPage(view, args) {
     field("From (UTC)", h("input", { name: "since", type: "datetime-local" })),
     field("To (UTC)", h("input", { name: "until", type: "datetime-local" })),
     h("button", { type: "submit", class: "primary" }, "Search"));
-  view.append(h("h1", {}, "Events"), form, table, pager);
+  add(view, h("h1", {}, "Events"), form, table, pager);
+  const ticket = newestOnly();
   async function load(before) {
     const v = formValues(form);
+    const current = ticket();
     const found = await api("GET", "events" + query({ ...v, since: localToIso(v.since), until: localToIso(v.until), before, limit: 50 }));
+    if (!current()) return;
     fill(table, h("table", { id: "events-table" },
       h("thead", {}, h("tr", {}, ["Received", "i_event", "Type", "Variables", "Source", "State", "Deliveries"].map((t) => h("th", {}, t)))),
       h("tbody", {}, found.items.length ? found.items.map((e) => h("tr", {
@@ -639,7 +679,7 @@ async function eventsPage(view, args) {
 async function eventDetail(view, eventId) {
   const e = await api("GET", `events/${encodeURIComponent(eventId)}`);
   const replay = () => act((r) => `Event replayed: ${r.replayed} deliveries go out again`, () => api("POST", `events/${encodeURIComponent(eventId)}/replay`)).then(() => route());
-  view.append(
+  add(view, 
     h("h1", {}, `${e.event_type} · i_event ${e.i_event}`),
     h("p", {}, badge(e.state), ` received ${fmtTime(e.received_at)} from source ${e.source}`,
       can("operator") ? [" ", h("button", { type: "button", onclick: replay }, "Replay event")] : null),
@@ -682,15 +722,18 @@ async function deadPage(view) {
     field("Died before (UTC)", h("input", { name: "until", type: "datetime-local" })),
     h("button", { type: "submit", class: "primary" }, "Show"),
     can("operator") ? h("button", { type: "button", id: "replay-dead", onclick: bulkReplay }, "Replay all matching…") : null);
-  view.append(h("h1", {}, "Dead letters"), h("p", { class: "muted" }, "Deliveries that gave up after their whole retry schedule. (Those a connector refused for good are in the execution logs, outcome rejected.)"), form, summary, table);
+  add(view, h("h1", {}, "Dead letters"), h("p", { class: "muted" }, "Deliveries that gave up after their whole retry schedule. (Those a connector refused for good are in the execution logs, outcome rejected.)"), form, summary, table);
 
   function filter() {
     const v = formValues(form);
     return { handler_id: v.handler_id || null, event_type: v.event_type || null, since: localToIso(v.since) || null, until: localToIso(v.until) || null };
   }
+  const ticket = newestOnly();
   async function load() {
     const f = filter();
+    const current = ticket();
     const found = await api("GET", "dead" + query({ ...f, limit: 100 }));
+    if (!current()) return;
     summary.textContent = `${deadCount(found.total)} ${found.total === 1 ? "matches" : "match"}.`;
     fill(table, h("table", { id: "dead-table" },
       h("thead", {}, h("tr", {}, ["Died", "Handler", "Event", "Variables", "Attempts", "Reason", ""].map((t) => h("th", {}, t)))),
@@ -730,7 +773,7 @@ async function deadPage(view) {
 
 async function rejectedPage(view) {
   const found = await api("GET", "rejected?limit=200");
-  view.append(
+  add(view, 
     h("h1", {}, "Rejected requests"),
     h("p", { class: "muted" }, "Requests the ESPF ingress refused. ESPF does not send a refused event again: fix the cause, then have PortaBilling send it anew."),
     h("div", { class: "wrap" }, h("table", { id: "rejected-table" },
@@ -754,6 +797,7 @@ document.getElementById("logout").addEventListener("click", async () => {
 });
 document.getElementById("pause-all").addEventListener("click", async () => {
   const resume = state.paused;
+  if (!resume && !confirm("Pause all processing? Nothing is delivered until you resume; ESPF events are still accepted and stored.")) return;
   await act(() => (resume ? "Processing resumed" : "Processing paused"), () => api("POST", resume ? "resume" : "pause"));
   refreshPause();
 });

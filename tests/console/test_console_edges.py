@@ -1,0 +1,132 @@
+"""The console's rough edges, each checked in real Chromium: the login page without the
+navigation, no stray "null", one page at a time however fast the clicks, the chart legend,
+confirmations before archiving or pausing everything, only the actions a handler allows,
+and a logout that ends the session for every copy of its cookie."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from playwright.sync_api import Dialog, expect
+
+from opennsps.config import Settings
+from tests.console.browser import chromium
+from tests.console.test_console_browser import add_user, log_in
+from tests.pipeline.harness import ADMIN_TOKEN, Gateway, gateway, gateway_config, http_handler
+
+pytestmark = pytest.mark.slow
+ADMIN, ADMIN_PASSWORD = "admin", "admin-password-1"
+VIEWER, VIEWER_PASSWORD = "watcher", "viewer-password-1"
+
+
+def test_the_consoles_rough_edges_are_gone(tmp_path: Path) -> None:
+    declared = http_handler("http://127.0.0.1:9/events", "declared", events=["Subscriber/*"])
+    data = gateway_config(f"sqlite:///{tmp_path / 'store.db'}", "http://127.0.0.1:9", [declared])
+    config = tmp_path / "opennsps.yaml"
+    config.write_text(yaml.safe_dump(data))
+    add_user(config, ADMIN, ADMIN_PASSWORD, "admin")
+    add_user(config, VIEWER, VIEWER_PASSWORD, "viewer")
+    with gateway(Settings.model_validate(data)) as gw, chromium() as browser:
+        with gw.api() as api:
+            api.post("/handlers", json=http_handler("http://127.0.0.1:9/e", "retired"))
+            api.post("/handlers/retired/archive").raise_for_status()
+            api.post("/handlers", json=http_handler("http://127.0.0.1:9/e", "live"))
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+
+        # The login page shows the login form only: no navigation, no empty button.
+        page.goto(f"{gw.url}/console/")
+        expect(page.get_by_label("User name")).to_be_visible()
+        expect(page.locator("#top")).to_be_hidden()
+        expect(page.get_by_role("button", name="Log out")).to_be_hidden()
+
+        # A viewer's handlers page has no stray "null" where an admin's button would be.
+        viewer = browser.new_context().new_page()
+        log_in(viewer, gw, VIEWER, VIEWER_PASSWORD)
+        viewer.get_by_role("link", name="Handlers").click()
+        expect(viewer.locator("#handlers-table")).to_contain_text("declared")
+        assert "null" not in viewer.locator("#view").inner_text()
+
+        log_in(page, gw, ADMIN, ADMIN_PASSWORD)
+        expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+        # The legend's swatch stays a small square (not the form errors' red box).
+        swatch = page.locator(".chart .legend .swatch").last
+        expect(swatch).to_be_visible()
+        box = swatch.bounding_box()
+        assert box is not None and box["width"] <= 12 and box["height"] <= 12
+
+        # Two quick navigations show one page: the slower one does not add itself below.
+        with page.expect_response(lambda r: r.url.endswith("/api/v1/stats")):
+            page.evaluate(
+                "() => { location.hash = '#/handlers';"
+                " setTimeout(() => { location.hash = '#/events'; }, 0); }"
+            )
+        expect(page.get_by_role("heading", name="Events")).to_be_visible()
+        page.evaluate("() => new Promise((done) => setTimeout(done, 100))")  # let it finish
+        expect(page.locator("#view h1")).to_have_count(1)
+
+        # Handlers: only the actions each one allows.
+        page.get_by_role("link", name="Handlers").click()
+        declared_row = page.locator("#handlers-table tr[data-handler=declared]")
+        retired_row = page.locator("#handlers-table tr[data-handler=retired]")
+        live_row = page.locator("#handlers-table tr[data-handler=live]")
+        expect(declared_row).to_contain_text("from the config file")
+        for name in ("Edit", "Delete", "Archive"):
+            expect(declared_row.get_by_role("button", name=name)).to_have_count(0)
+        expect(declared_row.get_by_role("button", name="Disable")).to_have_count(1)
+        expect(retired_row).to_contain_text("archived")
+        for name in ("Enable", "Disable", "Pause", "Edit", "Archive"):
+            expect(retired_row.get_by_role("button", name=name)).to_have_count(0)
+
+        # Archiving asks first; dismissed, nothing changes.
+        asked: list[str] = []
+
+        def answer(accept: bool) -> None:
+            def handle(dialog: Dialog) -> None:
+                asked.append(dialog.message)
+                if accept:
+                    dialog.accept()
+                else:
+                    dialog.dismiss()
+
+            page.once("dialog", handle)
+
+        answer(accept=False)
+        live_row.get_by_role("button", name="Archive").click()
+        assert asked and "Archive handler live?" in asked[-1]
+        expect(live_row).to_contain_text("enabled")
+        answer(accept=True)
+        live_row.get_by_role("button", name="Archive").click()
+        expect(page.locator("#handlers-table tr[data-handler=live]")).to_contain_text("archived")
+
+        # Pausing everything asks first too.
+        answer(accept=False)
+        page.get_by_role("button", name="Pause all processing").click()
+        assert "Pause all processing?" in asked[-1]
+        assert _paused(gw) is False
+        answer(accept=True)
+        page.get_by_role("button", name="Pause all processing").click()
+        expect(page.locator("#paused-banner")).to_contain_text("Processing is paused")
+        page.get_by_role("button", name="Resume all processing").click()  # no question
+        expect(page.locator("#paused-banner")).to_be_hidden()
+
+        # Logging out ends the session: a copy of the cookie taken before is refused.
+        [cookie] = [c for c in page.context.cookies() if c["name"] == "opennsps_session"]
+        copy = {"opennsps_session": cookie["value"]}
+        assert httpx.get(f"{gw.url}/api/v1/stats", cookies=copy, timeout=10).status_code == 200
+        page.get_by_role("button", name="Log out").click()
+        expect(page.get_by_label("User name")).to_be_visible()
+        expect(page.locator("#top")).to_be_hidden()
+        after = httpx.get(f"{gw.url}/api/v1/stats", cookies=copy, timeout=10)
+        assert after.status_code == 401
+
+
+def _paused(gw: Gateway) -> bool:
+    answer = httpx.get(
+        f"{gw.url}/api/v1/pause", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+    )
+    paused: bool = answer.json()["paused"]
+    return paused
