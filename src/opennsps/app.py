@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from opennsps import __version__
+from opennsps.api_docs import install_api_docs
 from opennsps.config import Settings, redact_url
 from opennsps.console.api import install_api_errors
 from opennsps.console.api import router as api_router
@@ -91,9 +92,11 @@ def create_app(
         title="OpenNSPS",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
+    install_api_docs(app)
     app.state.store = event_store
     app.state.settings = settings
     app.state.pipeline = pipeline

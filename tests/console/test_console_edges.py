@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from playwright.sync_api import Dialog, expect
+from playwright.sync_api import Dialog, Route, expect
 
 from opennsps.config import Settings
 from tests.console.browser import chromium
@@ -130,3 +130,27 @@ def _paused(gw: Gateway) -> bool:
     )
     paused: bool = answer.json()["paused"]
     return paused
+
+
+def test_the_api_pages_work_without_internet_and_offer_authorize(tmp_path: Path) -> None:
+    data = gateway_config(f"sqlite:///{tmp_path / 'store.db'}", "http://127.0.0.1:9", [])
+    with gateway(Settings.model_validate(data)) as gw, chromium() as browser:
+        page = browser.new_page()
+        elsewhere: list[str] = []
+
+        def offline(route: Route) -> None:
+            if route.request.url.startswith(gw.url):
+                route.continue_()
+            else:  # as on a network without Internet access
+                elsewhere.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", offline)
+        page.goto(f"{gw.url}/docs")
+        expect(page.get_by_role("button", name="Authorize")).to_be_visible(timeout=15_000)
+        expect(page.locator(".swagger-ui")).to_contain_text("/api/v1/pause")
+        page.get_by_role("button", name="Authorize").click()
+        expect(page.locator(".auth-container").first).to_contain_text("api_token")
+        page.goto(f"{gw.url}/redoc")
+        expect(page.locator("redoc, .redoc-wrap").first).to_contain_text("OpenNSPS", timeout=15_000)
+        assert elsewhere == []

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from opennsps.config import ApiToken
 from opennsps.console.roles import RANK, Caller, Role
@@ -50,8 +52,28 @@ def _session_caller(request: Request) -> Caller | None:
     return session.caller
 
 
-def require(role: Role) -> Callable[[Request], Caller]:
-    def dependency(request: Request) -> Caller:
+# Declared so that the OpenAPI description (and its /docs page's "Authorize") shows how to
+# authenticate; the checks themselves are below, with their error messages.
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="api_token",
+    description="An API token from api.tokens: `Authorization: Bearer <token>`",
+)
+SESSION = APIKeyCookie(
+    name=COOKIE,
+    auto_error=False,
+    scheme_name="console_session",
+    description="A console session (POST /console/login); changes also need its "
+    "X-CSRF-Token header",
+)
+
+
+def require(role: Role) -> Callable[..., Caller]:
+    def dependency(
+        request: Request,
+        _token: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+        _session: Annotated[str | None, Security(SESSION)] = None,
+    ) -> Caller:
         caller = None
         if "authorization" not in request.headers:
             caller = _session_caller(request)
