@@ -108,8 +108,8 @@ def create_app(
         idle_seconds=settings.console.idle_minutes * 60,
     )
     # Failed console logins: 5 per user name, 25 per client address, in 5 minutes.
-    app.state.login_throttle_user = LoginThrottle(max_failures=5)
-    app.state.login_throttle_address = LoginThrottle(max_failures=25)
+    app.state.login_throttle_user = LoginThrottle(event_store.engine, "user", max_failures=5)
+    app.state.login_throttle_address = LoginThrottle(event_store.engine, "address", max_failures=25)
     install_error_handlers(app)
     install_api_errors(app)
     app.router.add_route("/health", health, methods=["GET"])

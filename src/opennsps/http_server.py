@@ -193,4 +193,7 @@ def uvicorn_options(limits: ServerConfig) -> dict[str, Any]:
         "log_config": None,
         "access_log": False,
         "server_header": False,
+        # Only a listed proxy's X-Forwarded-For replaces the peer address.
+        "proxy_headers": bool(limits.trusted_proxies),
+        "forwarded_allow_ips": limits.trusted_proxies or "",
     }

@@ -33,6 +33,7 @@ from tests.pipeline.harness import (
     wait_for,
     wired,
 )
+from tests.support import GatewayProcess
 
 # Retried once or more (how often depends on the machine's pace), then dead after a second.
 GIVE_UP_FAST = {**FAST_RETRY, "fast_attempts": 1, "give_up_after_seconds": 1.0}
@@ -414,39 +415,73 @@ def test_a_handler_saved_as_shown_keeps_its_secrets(tmp_path: Path) -> None:
         assert options["database"] == "postgresql+psycopg://radius:pa55@db/radius"
 
 
-def test_repeated_failed_logins_are_slowed_down(tmp_path: Path) -> None:
-    data = gateway_config(f"sqlite:///{tmp_path / 'store.db'}", "http://127.0.0.1:9", [])
-    with gateway(Settings.model_validate(data)) as gw:
-        users = users_of(gw)
+def attempt(url: str, name: str, password: str, client: str | None = None) -> httpx.Response:
+    headers = {"X-Forwarded-For": client} if client else {}
+    return httpx.post(
+        f"{url}/console/login",
+        json={"username": name, "password": password},
+        headers=headers,
+        timeout=10,
+    )
+
+
+def test_failed_logins_are_counted_per_user_by_every_process(store_url: str) -> None:
+    settings = Settings.model_validate(gateway_config(store_url, "http://127.0.0.1:9", []))
+    with gateway(settings) as first, gateway(settings) as second:
+        users = users_of(first)
         users.add("ops", "operator-pass-1", "operator")
         users.add("ann", "another-pass-1", "viewer")
-
-        def attempt(name: str, password: str) -> httpx.Response:
-            return httpx.post(
-                f"{gw.url}/console/login",
-                json={"username": name, "password": password},
-                timeout=10,
-            )
-
-        assert [attempt("ops", f"guess-{n}").status_code for n in range(5)] == [401] * 5
-        refused = attempt("ops", "operator-pass-1")  # even the right password, for now
-        assert refused.status_code == 429
-        assert "too many failed logins" in refused.json()["message"]
-        assert 290 <= int(refused.headers["retry-after"]) <= 301
-        assert attempt("OPS", "operator-pass-1").status_code == 429  # names are one key
-        assert attempt("ann", "another-pass-1").status_code == 200  # others are not held
+        # five failures spread over two processes: one allowance, not two
+        tries = [attempt(gw.url, "ops", f"guess-{n}") for n, gw in enumerate([first, second] * 3)]
+        assert [t.status_code for t in tries] == [401] * 5 + [429]
+        for gw in (first, second):
+            refused = attempt(gw.url, "ops", "operator-pass-1")  # even the right password
+            assert refused.status_code == 429
+            assert "too many failed logins" in refused.json()["message"]
+            assert 290 <= int(refused.headers["retry-after"]) <= 301
+        assert attempt(second.url, "OPS", "operator-pass-1").status_code == 429  # one key
+        assert attempt(first.url, "ann", "another-pass-1").status_code == 200  # others are not
 
 
-def test_the_login_throttle_forgets_after_its_window() -> None:
-    now = [1000.0]
-    throttle = LoginThrottle(max_failures=3, window=60, clock=lambda: now[0])
+@pytest.mark.slow
+def test_behind_a_trusted_proxy_each_client_address_has_its_own_allowance(
+    tmp_path: Path,
+) -> None:
+    """`opennsps serve` with server.trusted_proxies reads the client from X-Forwarded-For
+    (the proxy here is the test on 127.0.0.1); without it, X-Forwarded-For is ignored."""
+    for trusted in (["127.0.0.1/32"], []):
+        data = gateway_config(f"sqlite:///{tmp_path / f's{len(trusted)}.db'}", "http://x:9", [])
+        data["server"] = {"trusted_proxies": trusted}
+        config = tmp_path / f"opennsps{len(trusted)}.yaml"
+        config.write_text(yaml.safe_dump(data))
+        process = GatewayProcess(config, tmp_path / f"gateway{len(trusted)}.log")
+        try:
+            # a password spray from one client: 25 user names, then that address waits
+            sprayed = [
+                attempt(process.url, f"user{n}", "guess-guess", "203.0.113.5") for n in range(26)
+            ]
+            assert [s.status_code for s in sprayed] == [401] * 25 + [429]
+            other = attempt(process.url, "someone", "guess-guess", "198.51.100.7")
+            # behind a trusted proxy another client is not held; otherwise all are one
+            assert other.status_code == (401 if trusted else 429)
+        finally:
+            process.stop()
+
+
+def test_the_login_throttle_forgets_after_its_window(tmp_path: Path) -> None:
+    store = EventStore(StoreConfig(url=f"sqlite:///{tmp_path / 's.db'}"))
+    store.upgrade()
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    throttle = LoginThrottle(store.engine, "user", max_failures=3, window=60, clock=lambda: now[0])
+    others = LoginThrottle(store.engine, "address", max_failures=3, window=60, clock=lambda: now[0])
     for _ in range(3):
         assert throttle.wait_seconds("u") == 0
         throttle.failed("u")
     assert throttle.wait_seconds("u") == 60
-    now[0] += 59
+    assert others.wait_seconds("u") == 0  # a user name and an address are kept apart
+    now[0] += timedelta(seconds=59)
     assert throttle.wait_seconds("u") == 1
-    now[0] += 1.5
+    now[0] += timedelta(seconds=1.5)
     assert throttle.wait_seconds("u") == 0
     throttle.failed("u")
     throttle.succeeded("u")

@@ -261,3 +261,13 @@ console_sessions = Table(
     Column("last_seen_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
 )
+
+# Failed console logins, counted per user name and per client address by every process.
+console_login_failures = Table(
+    "console_login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(300), nullable=False),
+    Column("failed_at", UtcDateTime(), nullable=False, index=True),
+    Index("ix_console_login_failures_key_time", "key", "failed_at"),
+)

@@ -1,5 +1,6 @@
 """Server-side console sessions: logout, a password or role change and a user's removal
-end them at once, in every process on the database.
+end them at once, in every process on the database; failed console logins counted in the
+store, so that every process throttles together.
 
 Revision ID: 0005
 Revises: 0004
@@ -29,10 +30,21 @@ def upgrade() -> None:
         sa.Column("expires_at", UtcDateTime(), nullable=False),
     )
     op.create_index("ix_console_sessions_username", "console_sessions", ["username"])
+    op.create_table(
+        "console_login_failures",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("key", sa.String(300), nullable=False),
+        sa.Column("failed_at", UtcDateTime(), nullable=False),
+    )
+    op.create_index("ix_console_login_failures_failed_at", "console_login_failures", ["failed_at"])
+    op.create_index(
+        "ix_console_login_failures_key_time", "console_login_failures", ["key", "failed_at"]
+    )
     # The signing key of the former stateless session cookies: those cookies end here.
     op.execute("DELETE FROM runtime_flags WHERE name = 'console_session_key'")
 
 
 def downgrade() -> None:
+    op.drop_table("console_login_failures")
     op.drop_index("ix_console_sessions_username", "console_sessions")
     op.drop_table("console_sessions")
