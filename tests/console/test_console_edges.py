@@ -14,8 +14,17 @@ from playwright.sync_api import Dialog, Route, expect
 
 from opennsps.config import Settings
 from tests.console.browser import chromium
-from tests.console.test_console_browser import add_user, log_in
-from tests.pipeline.harness import ADMIN_TOKEN, Gateway, gateway, gateway_config, http_handler
+from tests.console.test_console_browser import QUICK_DEATH, add_user, log_in
+from tests.pipeline.harness import (
+    ADMIN_TOKEN,
+    Gateway,
+    connector_server,
+    gateway,
+    gateway_config,
+    http_handler,
+    sandbox_server,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-1"
@@ -154,3 +163,91 @@ def test_the_api_pages_work_without_internet_and_offer_authorize(tmp_path: Path)
         page.goto(f"{gw.url}/redoc")
         expect(page.locator("redoc, .redoc-wrap").first).to_contain_text("OpenNSPS", timeout=15_000)
         assert elsewhere == []
+
+
+def test_navigation_follows_an_account_and_tables_fit_1024_pixels(
+    dataset_file: Path, tmp_path: Path
+) -> None:
+    slow = {**QUICK_DEATH, "give_up_after_seconds": 2.5}
+    handlers = [
+        {**http_handler("", "crm", events=["Subscriber/*"]), "retry": slow},
+        {**http_handler("", "billing", events=["Customer/*"]), "retry": QUICK_DEATH},
+    ]
+    with (
+        connector_server(decide=lambda _: (503, {}, b'{"message": "down"}')) as server,
+        sandbox_server(dataset_file) as sandbox,
+        chromium() as browser,
+    ):
+        for handler in handlers:
+            handler["http"]["url"] = server.url
+        data = gateway_config(f"sqlite:///{tmp_path / 'store.db'}", sandbox.url, handlers)
+        config = tmp_path / "opennsps.yaml"
+        config.write_text(yaml.safe_dump(data))
+        add_user(config, ADMIN, ADMIN_PASSWORD, "admin")
+        with gateway(Settings.model_validate(data)) as gw:
+            sandbox.point_sender_at(f"{gw.url}/espf/events")
+            sandbox.post("/sandbox/accounts/100001/topup", {"amount": 5})  # crm: dies last
+            sandbox.post("/sandbox/customers/6002", {"name": "Renamed"})  # billing: dies first
+            wait_for(
+                lambda: _dead(gw) == 2, timeout=30, what="both deliveries dead, billing's first"
+            )
+            page = browser.new_page(viewport={"width": 1024, "height": 768})
+            log_in(page, gw, ADMIN, ADMIN_PASSWORD)
+
+            # Dead letters: in order of death, with the account, Replay within the page.
+            page.get_by_role("link", name="Dead letters").click()
+            rows = page.locator("#dead-table tbody tr")
+            expect(rows).to_have_count(2)
+            expect(rows.nth(0)).to_contain_text("crm")  # died last, though queued first
+            expect(rows.nth(1)).to_contain_text("billing")
+            replay = rows.nth(0).get_by_role("button", name="Replay")
+            box = replay.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 1024
+
+            # From a dead letter to the account's execution log, and back.
+            rows.nth(0).get_by_role("link", name="100001").click()
+            expect(page.get_by_role("heading", name="Execution logs")).to_be_visible()
+            expect(page.get_by_label("Account (i_account)")).to_have_value("100001")
+            attempts = page.locator("#attempts-table tbody tr")
+            expect(attempts.first).to_contain_text("crm")
+            assert "i_account=100001" in page.url
+            expect(attempts).to_have_count(_attempts_of(gw, 100001))
+            page.reload()  # the filter is in the URL: a reload (or a shared link) keeps it
+            expect(page.get_by_label("Account (i_account)")).to_have_value("100001")
+            page.go_back()
+            expect(page.get_by_role("heading", name="Dead letters")).to_be_visible()
+
+            # A search is kept in the URL too; an event leads to its account's log.
+            page.get_by_role("link", name="Events").click()
+            page.get_by_label("Event type").fill("Subscriber/*")
+            page.get_by_role("button", name="Search").click()
+            expect(page.locator("#events-table tbody tr")).to_have_count(1)
+            assert "event_type=Subscriber" in page.url
+            page.locator("#events-table tbody tr").first.click()
+            page.get_by_role("link", name="Execution log of account 100001").click()
+            expect(page.get_by_label("Account (i_account)")).to_have_value("100001")
+
+            # The handlers table fits: an API handler's six actions take at most two rows.
+            with gw.api() as api:
+                extra = http_handler(server.url, "crm-connector-with-a-long-name")
+                api.post("/handlers", json=extra).raise_for_status()
+            page.get_by_role("link", name="Handlers").click()
+            row = page.locator("#handlers-table tr[data-handler=crm-connector-with-a-long-name]")
+            expect(row.locator(".actions button")).to_have_count(6)
+            first = row.get_by_role("button", name="Disable").bounding_box()
+            last = row.get_by_role("button", name="Delete").bounding_box()
+            table = page.locator("#handlers-table").bounding_box()
+            assert first and last and table
+            assert last["y"] - first["y"] < 2 * first["height"]
+            assert table["x"] + table["width"] <= 1024
+
+
+def _dead(gw: Gateway) -> int:
+    with gw.api() as api:
+        count: int = api.get("/stats").json()["deliveries_by_state"].get("dead", 0)
+    return count
+
+
+def _attempts_of(gw: Gateway, i_account: int) -> int:
+    with gw.api() as api:
+        return len(api.get("/attempts", params={"i_account": i_account}).json()["items"])

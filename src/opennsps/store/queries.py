@@ -7,7 +7,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import BigInteger, Engine, Integer, Select, and_, cast, func, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.sql.elements import ColumnClause
 
 from opennsps.store.schema import attempts, deliveries, events
@@ -321,9 +332,24 @@ class Queries:
     def dead_letters(
         self, f: DeadFilter, *, limit: int = 50, before_id: int | None = None
     ) -> list[dict[str, Any]]:
-        query = dead_query(f).order_by(deliveries.c.id.desc()).limit(min(limit, MAX_LIMIT))
+        # In order of death, newest first; a page continues after its last delivery.
+        query = (
+            dead_query(f)
+            .order_by(deliveries.c.finished_at.desc(), deliveries.c.id.desc())
+            .limit(min(limit, MAX_LIMIT))
+        )
         if before_id is not None:
-            query = query.where(deliveries.c.id < before_id)
+            died = (
+                select(deliveries.c.finished_at)
+                .where(deliveries.c.id == before_id)
+                .scalar_subquery()
+            )
+            query = query.where(
+                or_(
+                    deliveries.c.finished_at < died,
+                    and_(deliveries.c.finished_at == died, deliveries.c.id < before_id),
+                )
+            )
         with self.engine.connect() as connection:
             return [jsonable(row._mapping) for row in connection.execute(query)]
 

@@ -173,6 +173,30 @@ function formValues(form) {
   return values;
 }
 
+// Filters live in the page's URL (#/logs?i_account=100001): a view can be shared, reloaded
+// and returned to with Back.
+function prefill(form, params) {
+  for (const el of form.elements) {
+    if (el.name && params.has(el.name)) el.value = params.get(el.name);
+  }
+}
+
+function keepInUrl(form) {
+  const chosen = Object.entries(formValues(form)).filter(([, value]) => value !== "" && value !== false);
+  const base = location.hash.split("?")[0] || "#/";
+  const search = new URLSearchParams(chosen).toString();
+  history.replaceState(null, "", search ? `${base}?${search}` : base);
+}
+
+function accountLog(i_account) {
+  if (i_account === null || i_account === undefined || i_account === "") return "";
+  return h("a", {
+    href: `#/logs?i_account=${encodeURIComponent(i_account)}`,
+    title: `Execution log of account ${i_account}`,
+    onclick: (e) => e.stopPropagation(),
+  }, String(i_account));
+}
+
 function pagerButtons(before, nextBefore, load) {
   const buttons = [];
   if (before) buttons.push(h("button", { type: "button", onclick: () => load(null) }, "Newest"));
@@ -253,7 +277,9 @@ function route() {
   stopTimers();
   if (Date.now() - state.noticeAt > 1000) notice("");
   every(3000, refreshPause);  // the banner, on every page
-  const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("?")[0].split("/");
+  const [path, search] = location.hash.replace(/^#\/?/, "").split("?");
+  const [name, ...rest] = path.split("/");
+  const params = new URLSearchParams(search || "");
   const page = ROUTES[name] || dashboardPage;
   for (const link of document.querySelectorAll("[data-nav]")) {
     const current = link.dataset.nav === (ROUTES[name] ? name : "dashboard");
@@ -264,7 +290,7 @@ function route() {
   // navigation fills a container no longer shown.
   const view = h("div", { class: "page" });
   fill(document.getElementById("view"), view);
-  page(view, rest.map(decodeURIComponent)).catch((err) => {
+  page(view, rest.map(decodeURIComponent), params).catch((err) => {
     if (err.status !== 401) fill(view, h("p", { class: "error-text" }, err.message));
   });
 }
@@ -439,7 +465,7 @@ async function handlersPage(view, args) {
     return h("tr", { "data-handler": x.id },
       h("td", { class: "mono" }, h("a", { href: `#/logs/${encodeURIComponent(x.id)}`, title: `Execution logs of ${x.id}` }, x.id)),
       h("td", { class: "num" }, x.priority),
-      h("td", {}, x.name || ""),
+      h("td", { class: "col-name" }, x.name || ""),
       h("td", { class: "mono" }, x.events.join(", ")),
       h("td", {}, x.type),
       h("td", {}, badge(x.status), x.paused ? [" ", badge("paused")] : null, x.managed_by === "config" ? h("div", { class: "muted" }, "from the config file") : null),
@@ -451,7 +477,7 @@ async function handlersPage(view, args) {
     h("h1", {}, "Handlers"),
     can("admin") ? h("p", {}, h("button", { type: "button", class: "primary", onclick: () => { location.hash = "#/handlers/new"; } }, "New handler")) : null,
     h("div", { class: "wrap" }, h("table", { id: "handlers-table" },
-      h("thead", {}, h("tr", {}, ["ID", "Priority", "Name", "Events", "Type", "Status", "Success rate (1 h)", "Queue depth", "Actions"].map((t) => h("th", {}, t)))),
+      h("thead", {}, h("tr", {}, ["ID", "Priority", "Name", "Events", "Type", "Status", "Success rate (1 h)", "Queue depth", "Actions"].map((t) => h("th", { class: t === "Name" ? "col-name" : null }, t)))),
       h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No handlers yet."))))),
   );
 }
@@ -568,7 +594,7 @@ function testSend(handler) {
 
 // -- execution logs -------------------------------------------------------------------
 
-async function logsPage(view, args) {
+async function logsPage(view, args, params) {
   const handlers = await api("GET", "handlers");
   const handlerId = args[0] || "";  // #/logs/<handler>: that handler's execution log
   const table = h("div", { class: "wrap" });
@@ -588,11 +614,13 @@ async function logsPage(view, args) {
     field("From (UTC)", h("input", { name: "since", type: "datetime-local" })),
     field("To (UTC)", h("input", { name: "until", type: "datetime-local" })),
     h("button", { type: "submit", class: "primary" }, "Search"));
+  prefill(form, params);
   add(view, h("h1", {}, "Execution logs"), form, table, pager, detail);
 
   const ticket = newestOnly();
   async function load(before) {
     const v = formValues(form);
+    keepInUrl(form);
     const current = ticket();
     const found = await api("GET", "attempts" + query({ ...v, since: localToIso(v.since), until: localToIso(v.until), before, limit: 50 }));
     if (!current()) return;
@@ -606,7 +634,7 @@ async function logsPage(view, args) {
         h("td", {}, fmtTime(a.started_at)),
         h("td", {}, a.event_type),
         h("td", { class: "mono" }, a.handler_id),
-        h("td", {}, a.i_account ?? ""),
+        h("td", {}, accountLog(a.i_account)),
         h("td", { class: "mono" }, a.msisdn ?? ""),
         h("td", { class: "mono" }, a.imsi ?? ""),
         h("td", { class: "num" }, `${Math.round(a.duration_ms)} ms`),
@@ -627,6 +655,7 @@ async function showAttempt(id, box) {
     a.error ? h("p", { class: "error-text" }, a.error) : null,
     h("p", { class: "actions" },
       h("a", { href: `#/events/${encodeURIComponent(a.event_id)}` }, "Open the event"),
+      a.i_account !== null && a.i_account !== undefined ? h("a", { href: `#/logs?i_account=${a.i_account}` }, `Execution log of account ${a.i_account}`) : null,
       can("operator") ? h("button", {
         type: "button",
         onclick: () => act(() => "Delivery replayed: it goes out again with fresh data", () => api("POST", `deliveries/${a.delivery_id}/replay`)),
@@ -638,7 +667,7 @@ async function showAttempt(id, box) {
 
 // -- events ---------------------------------------------------------------------------
 
-async function eventsPage(view, args) {
+async function eventsPage(view, args, params) {
   if (args[0]) return eventDetail(view, args[0]);
   const table = h("div", { class: "wrap" });
   const pager = h("div", { class: "pager" });
@@ -650,10 +679,12 @@ async function eventsPage(view, args) {
     field("From (UTC)", h("input", { name: "since", type: "datetime-local" })),
     field("To (UTC)", h("input", { name: "until", type: "datetime-local" })),
     h("button", { type: "submit", class: "primary" }, "Search"));
+  prefill(form, params);
   add(view, h("h1", {}, "Events"), form, table, pager);
   const ticket = newestOnly();
   async function load(before) {
     const v = formValues(form);
+    keepInUrl(form);
     const current = ticket();
     const found = await api("GET", "events" + query({ ...v, since: localToIso(v.since), until: localToIso(v.until), before, limit: 50 }));
     if (!current()) return;
@@ -683,6 +714,9 @@ async function eventDetail(view, eventId) {
     h("h1", {}, `${e.event_type} · i_event ${e.i_event}`),
     h("p", {}, badge(e.state), ` received ${fmtTime(e.received_at)} from source ${e.source}`,
       can("operator") ? [" ", h("button", { type: "button", onclick: replay }, "Replay event")] : null),
+    e.variables && e.variables.i_account !== undefined ? h("p", { class: "actions" },
+      h("a", { href: `#/logs?i_account=${encodeURIComponent(e.variables.i_account)}` }, `Execution log of account ${e.variables.i_account}`),
+      h("a", { href: `#/events?i_account=${encodeURIComponent(e.variables.i_account)}` }, `Events of account ${e.variables.i_account}`)) : null,
     h("div", { class: "panel" },
       h("h2", {}, "ESPF event"),
       h("p", { class: "mono" }, `event_id ${e.event_id} · request_id (x-b3-traceid) ${e.request_id || ""} · unique_id (x-request-id) ${e.unique_id || ""}`),
@@ -711,7 +745,7 @@ async function eventDetail(view, eventId) {
 
 // -- dead letters ---------------------------------------------------------------------
 
-async function deadPage(view) {
+async function deadPage(view, args, params) {
   const handlers = await api("GET", "handlers");
   const table = h("div", { class: "wrap" });
   const summary = h("p", { id: "dead-summary" });
@@ -722,6 +756,7 @@ async function deadPage(view) {
     field("Died before (UTC)", h("input", { name: "until", type: "datetime-local" })),
     h("button", { type: "submit", class: "primary" }, "Show"),
     can("operator") ? h("button", { type: "button", id: "replay-dead", onclick: bulkReplay }, "Replay all matching…") : null);
+  prefill(form, params);
   add(view, h("h1", {}, "Dead letters"), h("p", { class: "muted" }, "Deliveries that gave up after their whole retry schedule. (Those a connector refused for good are in the execution logs, outcome rejected.)"), form, summary, table);
 
   function filter() {
@@ -731,19 +766,20 @@ async function deadPage(view) {
   const ticket = newestOnly();
   async function load() {
     const f = filter();
+    keepInUrl(form);
     const current = ticket();
     const found = await api("GET", "dead" + query({ ...f, limit: 100 }));
     if (!current()) return;
     summary.textContent = `${deadCount(found.total)} ${found.total === 1 ? "matches" : "match"}.`;
     fill(table, h("table", { id: "dead-table" },
-      h("thead", {}, h("tr", {}, ["Died", "Handler", "Event", "Variables", "Attempts", "Reason", ""].map((t) => h("th", {}, t)))),
+      h("thead", {}, h("tr", {}, ["Died", "Handler", "Event", "Account", "Attempts", "Reason", ""].map((t) => h("th", {}, t)))),
       h("tbody", {}, found.items.length ? found.items.map((d) => h("tr", {},
-        h("td", {}, fmtTime(d.finished_at)),
+        h("td", { class: "nowrap" }, fmtTime(d.finished_at)),
         h("td", { class: "mono" }, d.handler_id),
-        h("td", {}, h("a", { href: `#/events/${d.event_id}` }, `${d.event_type} #${d.i_event}`)),
-        h("td", { class: "mono" }, JSON.stringify(d.variables).slice(0, 80)),
+        h("td", {}, h("a", { href: `#/events/${d.event_id}`, title: JSON.stringify(d.variables) }, `${d.event_type} #${d.i_event}`)),
+        h("td", {}, accountLog((d.variables || {}).i_account)),
         h("td", { class: "num" }, d.attempts),
-        h("td", {}, d.last_error || ""),
+        h("td", { class: "reason" }, d.last_error || ""),
         h("td", {}, can("operator") ? h("button", { type: "button", onclick: () => act(() => "Delivery replayed", () => api("POST", `deliveries/${d.id}/replay`)).then(load) }, "Replay") : null))) : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No dead deliveries match.")))));
   }
   async function bulkReplay() {
