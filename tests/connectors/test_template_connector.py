@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from opennsps.config import HandlerConfig
-from opennsps.connectors.template import TemplateConnector
+from opennsps.connectors.template import TemplateConnector, compile_calls
 from opennsps.domain.outcomes import OutcomeKind
 from tests.pipeline.harness import FAST_RETRY, Answer, ConnectorServer, wait_for, wired
 
@@ -148,3 +148,15 @@ def test_a_when_that_fails_on_the_event_rejects_it_with_the_call_named() -> None
     asyncio.run(connector.close())
     assert result.outcome.kind is OutcomeKind.REJECTED
     assert "calls.Subscriber/*.when" in str(result.error)
+
+
+def test_calls_are_tried_most_specific_first_whatever_their_written_order() -> None:
+    """PostgreSQL keeps a handler as JSONB, which does not keep the order of the calls:
+    the order they are tried in must not depend on it."""
+    call = {"url": "/x"}
+    patterns = ["*", "Subscriber/*", "Subscriber/Updated", "*/Updated", "SIM/*"]
+    orders = {
+        tuple(c.pattern for c in compile_calls({p: call for p in written}))
+        for written in (patterns, list(reversed(patterns)), sorted(patterns, key=len))
+    }
+    assert orders == {("Subscriber/Updated", "Subscriber/*", "*/Updated", "SIM/*", "*")}

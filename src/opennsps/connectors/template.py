@@ -1,7 +1,7 @@
 """The template connector: one REST call per event, described in YAML with Jinja2.
 
-For each event the first `calls` entry whose pattern matches the event type (and whose
-`when` expression, if it has one, holds) is rendered
+For each event the most specific `calls` entry whose pattern matches the event type (and
+whose `when` expression, if it has one, holds) is rendered
 with `event` (the NSPS Event), `pb_data`, `variables`, `event_type`, `event_id`,
 `i_account` and `secrets`, then sent. `success` is an expression over `status`, `body`
 (parsed JSON, or None) and `headers`; when it is false a 5xx, 408, 425 or 429 answer is
@@ -38,10 +38,18 @@ class TemplateCall:
     when: Any = None
 
 
+def specificity(pattern: str) -> tuple[bool, int, str]:
+    """The order calls are tried in: an exact event type before any pattern, a pattern with
+    more literal text before one with less, then by the text. It does not depend on the
+    order the calls were written in: PostgreSQL (JSONB) does not keep that order."""
+    return ("*" in pattern, -len(pattern.replace("*", "")), pattern)
+
+
 def compile_calls(calls: Mapping[str, Mapping[str, Any]]) -> list[TemplateCall]:
-    """Raises TemplateError naming the call and field that cannot be compiled."""
+    """Raises TemplateError naming the call and field that cannot be compiled; the calls
+    come back in the order they are tried (`specificity`)."""
     compiled = []
-    for pattern, call in calls.items():
+    for pattern, call in sorted(calls.items(), key=lambda item: specificity(item[0])):
         where = f"calls.{pattern}"
         compiled.append(
             TemplateCall(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -24,7 +24,16 @@ from opennsps.console.roles import Caller
 from opennsps.console.sessions import Sessions
 from opennsps.domain.deliveries import DeliveryState
 from opennsps.domain.routing import matches
-from opennsps.domain.values import NO_NUL, Id64, Int64, JsonId, JsonInt, Text, UtcTime
+from opennsps.domain.values import (
+    NO_NUL,
+    Id64,
+    Int64,
+    JsonId,
+    JsonInt,
+    Text,
+    UtcTime,
+    json_integer,
+)
 from opennsps.http_errors import ERROR_RESPONSES, UPSTREAM_RESPONSE, ApiError, error_response
 from opennsps.pipeline.runtime import Pipeline
 from opennsps.pipeline.sample_send import send_sample
@@ -381,7 +390,7 @@ def replay_delivery(request: Request, delivery_id: Id64, _: Operator) -> dict[st
 
 
 #: At most how many events one replay request re-delivers (a JSON integer: not `true`).
-ReplayLimit = Annotated[JsonInt, Field(ge=1, le=1_000_000)]
+ReplayLimit = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(json_integer)]
 
 
 class ReplayFilter(BaseModel):

@@ -88,7 +88,7 @@ Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX), BeforeValidator(_integ
 Id64 = Annotated[int, Field(ge=0, le=INT64_MAX), BeforeValidator(_integer_text)]
 
 
-def _json_integer(value: Any) -> Any:
+def json_integer(value: Any) -> Any:
     """In a JSON body an integer is a JSON number (1.0 included, as JSON Schema has it):
     `false` or "5" is not an account."""
     if isinstance(value, bool | str):
@@ -99,8 +99,8 @@ def _json_integer(value: Any) -> Any:
 # Integers in a JSON body stay within I-JSON's (RFC 7493) exact range: every client, and
 # every JSON Schema validator (they compare as doubles), reads them the same.
 JSON_INT_MAX = 2**53 - 1
-JsonInt = Annotated[int, Field(ge=-JSON_INT_MAX, le=JSON_INT_MAX), BeforeValidator(_json_integer)]
-JsonId = Annotated[int, Field(ge=0, le=JSON_INT_MAX), BeforeValidator(_json_integer)]
+JsonInt = Annotated[int, Field(ge=-JSON_INT_MAX, le=JSON_INT_MAX), BeforeValidator(json_integer)]
+JsonId = Annotated[int, Field(ge=0, le=JSON_INT_MAX), BeforeValidator(json_integer)]
 UtcTime = Annotated[datetime, BeforeValidator(_iso_time), AfterValidator(as_utc_bound)]
 # Text that filters or names stored things: PostgreSQL cannot hold a NUL character.
 NO_NUL = "^[^\x00]*$"
