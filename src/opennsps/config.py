@@ -23,6 +23,8 @@ from pydantic import (
 from opennsps.domain.routing import EVENT_PATTERN_TEXT, validate_pattern
 
 ENV_PREFIX = "OPENNSPS_"
+URL_PATTERN = r"^https?://"
+ENTRY_POINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 ENV_CONFIG_PATH = "OPENNSPS_CONFIG"
 ENV_NESTING = "__"
 # OPENNSPS_* variables that are not configuration overrides: the config file's path, the
@@ -160,7 +162,7 @@ class EspfApiConfig(_Section):
 class PortaBillingConfig(_Section):
     """PortaBilling's JSON API for one environment: where enrichment reads from."""
 
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(pattern=URL_PATTERN)
     login: str = Field(min_length=1)
     password: SecretStr | None = None
     token: SecretStr | None = None
@@ -233,7 +235,7 @@ class RetryConfig(_Section):
 
 
 class HttpHandlerConfig(_Section):
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(pattern=URL_PATTERN)
     token: SecretStr | None = None
     timeout: float = Field(default=30.0, gt=0, le=3600)
     verify_tls: bool = True
@@ -246,7 +248,7 @@ class ScriptHandlerConfig(_Section):
 
 
 class PythonHandlerConfig(_Section):
-    entry_point: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    entry_point: str = Field(pattern=ENTRY_POINT_PATTERN)
     options: dict[str, Any] = Field(default_factory=dict)
     timeout: float = Field(default=30.0, gt=0, le=3600)
 
@@ -267,7 +269,7 @@ class TemplateCallConfig(_Section):
 class TemplateHandlerConfig(_Section):
     """A REST call per event type, described with Jinja2 templates (docs/connectors.md)."""
 
-    base_url: str | None = Field(default=None, pattern=r"^https?://")
+    base_url: str | None = Field(default=None, pattern=URL_PATTERN)
     calls: dict[Annotated[str, Field(pattern=EVENT_PATTERN_TEXT)], TemplateCallConfig] = Field(
         min_length=1
     )
@@ -530,6 +532,22 @@ def _set_nested(data: dict[str, Any], keys: list[str], value: Any, origin: str) 
     node[keys[-1]] = value
 
 
+def plain_message(error: Mapping[str, Any]) -> str:
+    """A validation error in words an operator acts on (no regular expressions)."""
+    kind = error.get("type")
+    if kind == "string_pattern_mismatch":
+        pattern = (error.get("ctx") or {}).get("pattern")
+        if pattern in PATTERN_WORDS:
+            return PATTERN_WORDS[pattern]
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; docs/configuration.md lists every key)"
+    if kind == "union_tag_invalid":
+        return "scheme must be one of basic, custom, signature, bearer"
+    if kind == "missing":
+        return "is required"
+    return str(error.get("msg", "is not valid"))
+
+
 def _describe(exc: ValidationError) -> list[str]:
     problems = []
     for error in exc.errors(include_url=False):
@@ -540,13 +558,7 @@ def _describe(exc: ValidationError) -> list[str]:
             if at + 1 < len(loc) and loc[at + 1] in {"basic", "custom", "signature", "bearer"}:
                 del loc[at + 1]
         key = ".".join(loc) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; docs/configuration.md lists every key)"
-        elif error["type"] == "union_tag_invalid":
-            message = "scheme must be one of basic, custom, signature, bearer"
-        elif error["type"] == "missing":
-            message = "is required"
+        message = plain_message(error)
         shown = "" if error["type"] in {"missing", "extra_forbidden"} else _shown(error)
         problems.append(f"{key}: {message}{shown}")
     return problems
@@ -574,3 +586,14 @@ def describe_settings(settings: Settings) -> dict[str, Any]:
 def redact_url(url: str) -> str:
     """A database URL with its password replaced, safe to print."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+#: What each pattern a value must match means, said as an operator would.
+PATTERN_WORDS = {
+    HANDLER_ID_PATTERN: "use 1 to 64 lower-case letters, digits, '-' and '_', starting with a"
+    " letter or digit (e.g. hss-main)",
+    EVENT_PATTERN_TEXT: "an event type or pattern: letters, digits and / * . _ - only"
+    " (e.g. Subscriber/Created or SIM/*)",
+    URL_PATTERN: "a URL starting with http:// or https://",
+    ENTRY_POINT_PATTERN: "module:Factory, e.g. opennsps.connectors.hss:HssConnector",
+}

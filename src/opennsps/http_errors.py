@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from opennsps.config import plain_message
 from opennsps.domain.errors import ErrorBody, ErrorType, error_body
 from opennsps.logging import get_logger
 
@@ -136,7 +137,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         problems = [
-            {"loc": [str(p) for p in e["loc"] if p != "body"], "msg": str(e["msg"])}
+            {"loc": [str(p) for p in e["loc"] if p != "body"], "msg": plain_message(e)}
             for e in exc.errors()
         ]
         message = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems)

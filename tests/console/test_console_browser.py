@@ -118,17 +118,27 @@ def test_an_operator_day_in_the_console(dataset_file: Path, tmp_path: Path) -> N
             page.get_by_label("ID (letters, digits, - and _)").fill("CRM!")
             page.get_by_label("Name").fill("CRM")
             page.get_by_label("Events (patterns, e.g. Subscriber/*)").fill("Subscriber/*")
-            page.get_by_label("Type settings (JSON)").fill(
-                json.dumps({"url": server.url, "token": CONNECTOR_TOKEN, "timeout": 5})
-            )
+            url = page.get_by_label("Connector URL")
+            url.fill(server.url.replace("http://", "ftp://"))  # a wrong scheme
+            page.get_by_label("Bearer token").fill(CONNECTOR_TOKEN)
+            page.get_by_label("Timeout (seconds)").fill("5")
             page.get_by_label("Retry schedule (JSON, optional)").fill(json.dumps(QUICK_DEATH))
             page.get_by_role("button", name="Create handler").click()
-            expect(page.locator(".errors")).to_contain_text("id: String should match pattern")
+            # Plain words, next to the field they concern (no regular expressions).
+            expect(page.locator(".errors")).to_contain_text(
+                "id: use 1 to 64 lower-case letters, digits"
+            )
             expect(page.get_by_label("ID (letters, digits, - and _)")).to_have_class(
                 re.compile("invalid")
             )
+            expect(url).to_have_class(re.compile("invalid"))
+            url_error = page.locator("label", has=url).locator(".field-error")
+            expect(url_error).to_have_text("a URL starting with http:// or https://")
+            expect(page.get_by_label("Bearer token")).not_to_have_class(re.compile("invalid"))
+            assert "pattern" not in page.locator(".errors").inner_text()
             page.screenshot(path=str(shots / "handler-form.png"), full_page=True)
             page.get_by_label("ID (letters, digits, - and _)").fill("crm")
+            url.fill(server.url)
             page.get_by_role("button", name="Create handler").click()
             row = page.locator("#handlers-table tr[data-handler=crm]")
             expect(row).to_contain_text("Subscriber/*")

@@ -5,6 +5,8 @@ and a logout that ends the session for every copy of its cookie."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import httpx
@@ -12,7 +14,9 @@ import pytest
 import yaml
 from playwright.sync_api import Dialog, Route, expect
 
-from opennsps.config import Settings
+from opennsps.config import Settings, StoreConfig
+from opennsps.store.event_store import EventStore
+from opennsps.store.handlers import HandlerStore
 from tests.console.browser import chromium
 from tests.console.test_console_browser import QUICK_DEATH, add_user, log_in
 from tests.pipeline.harness import (
@@ -251,3 +255,69 @@ def _dead(gw: Gateway) -> int:
 def _attempts_of(gw: Gateway, i_account: int) -> int:
     with gw.api() as api:
         return len(api.get("/attempts", params={"i_account": i_account}).json()["items"])
+
+
+def test_the_handler_form_has_fields_for_each_type_and_a_json_view(tmp_path: Path) -> None:
+    data = gateway_config(f"sqlite:///{tmp_path / 'store.db'}", "http://127.0.0.1:9", [])
+    config = tmp_path / "opennsps.yaml"
+    config.write_text(yaml.safe_dump(data))
+    add_user(config, ADMIN, ADMIN_PASSWORD, "admin")
+    with gateway(Settings.model_validate(data)) as gw, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        log_in(page, gw, ADMIN, ADMIN_PASSWORD)
+        page.goto(f"{gw.url}/console/#/handlers/new")
+        page.get_by_label("ID (letters, digits, - and _)").fill("hss")
+        page.locator("select[name=type]").select_option("python")
+        expect(page.locator("select[name=plugin]")).to_have_value(
+            "opennsps.connectors.hss:HssConnector"
+        )
+        page.get_by_label("PyHSS API URL").fill("http://127.0.0.1:9/hss")
+        page.get_by_label("Provisioning key").fill("key-0123456789")
+        # the RADIUS plug-in has its own fields; back to the HSS
+        page.locator("select[name=plugin]").select_option(
+            "opennsps.connectors.radius:RadiusConnector"
+        )
+        expect(page.get_by_label("FreeRADIUS database (SQLAlchemy URL)")).to_be_visible()
+        page.locator("select[name=plugin]").select_option("opennsps.connectors.hss:HssConnector")
+        page.get_by_label("PyHSS API URL").fill("http://127.0.0.1:9/hss")
+        page.get_by_label("Provisioning key").fill("key-0123456789")
+        profiles = page.get_by_label("Profiles (JSON", exact=False)
+        profiles.fill('{"eps-std": {"apn_ids": [1, 2]}')  # not JSON: refused in place
+        page.get_by_role("button", name="Create handler").click()
+        expect(profiles).to_have_class(re.compile("invalid"))
+        expect(page.locator("label", has=profiles).locator(".field-error")).to_contain_text(
+            "is not valid JSON"
+        )
+        profiles.fill('{"eps-std": {"apn_ids": [1, 2], "ambr_dl": 1000, "ambr_ul": 500}}')
+        # The JSON view shows the same settings, and an edit there comes back to the fields.
+        page.get_by_label("Edit as JSON (advanced)").check()
+        raw = page.get_by_label("Type settings (JSON)")
+        shown = json.loads(raw.input_value())
+        assert shown["entry_point"] == "opennsps.connectors.hss:HssConnector"
+        assert shown["options"]["url"] == "http://127.0.0.1:9/hss"
+        shown["options"]["profile_attribute"] = "cs_profile"
+        raw.fill(json.dumps(shown))
+        page.get_by_label("Edit as JSON (advanced)").uncheck()
+        expect(page.get_by_label("Access policy attribute")).to_have_value("cs_profile")
+        page.get_by_role("button", name="Create handler").click()
+        expect(page.locator("#handlers-table tr[data-handler=hss]")).to_be_visible()
+        with gw.api() as api:
+            stored = api.get("/handlers/hss").json()["python"]
+        assert stored["entry_point"] == "opennsps.connectors.hss:HssConnector"
+        assert stored["options"] == {
+            "url": "http://127.0.0.1:9/hss",
+            "provisioning_key": "[redacted]",
+            "profile_attribute": "cs_profile",
+            "profiles": {"eps-std": {"apn_ids": [1, 2], "ambr_dl": 1000, "ambr_ul": 500}},
+        }
+        # Editing shows the stored values in the fields; saved as shown, the key is kept.
+        page.goto(f"{gw.url}/console/#/handlers/edit/hss")
+        expect(page.get_by_label("PyHSS API URL")).to_have_value("http://127.0.0.1:9/hss")
+        expect(page.get_by_label("Provisioning key")).to_have_value("[redacted]")
+        page.get_by_label("PyHSS API URL").fill("http://127.0.0.1:9/hss2")
+        page.get_by_role("button", name="Save handler").click()
+        expect(page.locator("#handlers-table tr[data-handler=hss]")).to_be_visible()
+        handlers = HandlerStore(EventStore(StoreConfig(url=data["store"]["url"])).engine)
+        options = handlers.get("hss").definition.python.options  # type: ignore[union-attr]
+        assert options["url"] == "http://127.0.0.1:9/hss2"
+        assert options["provisioning_key"] == "key-0123456789"

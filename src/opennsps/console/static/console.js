@@ -413,12 +413,110 @@ async function dashboardPage(view) {
 
 // -- handlers -------------------------------------------------------------------------
 
-const TYPE_TEMPLATES = {
-  http: { url: "https://connector.example.net/process-event", token: "", timeout: 30 },
-  script: { command: ["/usr/local/bin/provision"], timeout: 30 },
-  python: { entry_point: "package.module:Factory", options: {}, timeout: 30 },
-  template: { base_url: "https://crm.example.net/api", calls: { "Subscriber/*": { method: "PUT", url: "/subscribers/{{ i_account }}" } } },
+// The handler form: real fields for each type (and for the built-in plug-ins' options);
+// "Edit as JSON" shows the same settings as raw JSON for anything the fields do not cover.
+const TIMEOUT = (seconds) => ({ key: "timeout", label: "Timeout (seconds)", kind: "number", value: seconds });
+const TYPE_FIELDS = {
+  http: [
+    { key: "url", label: "Connector URL", kind: "text", required: true, placeholder: "https://connector.example.net/events" },
+    { key: "token", label: "Bearer token", kind: "secret" },
+    TIMEOUT(30),
+    { key: "verify_tls", label: "Verify the connector's TLS certificate", kind: "check", value: true },
+  ],
+  script: [
+    { key: "command", label: "Command (one argument per line)", kind: "lines", required: true, placeholder: "/usr/local/bin/provision" },
+    TIMEOUT(60),
+    { key: "working_directory", label: "Working directory", kind: "text" },
+  ],
+  python: [
+    { key: "entry_point", label: "Connector (entry point)", kind: "entry", required: true },
+    TIMEOUT(30),
+  ],
+  template: [
+    { key: "base_url", label: "Base URL", kind: "text", placeholder: "https://crm.example.net/api" },
+    TIMEOUT(30),
+    { key: "verify_tls", label: "Verify the system's TLS certificate", kind: "check", value: true },
+    { key: "secrets", label: "Secrets (JSON: name → value)", kind: "json", value: {} },
+    { key: "calls", label: "Calls (JSON: event type or pattern → method, url, headers, body, success, when)", kind: "json", required: true,
+      value: { "Subscriber/*": { method: "PUT", url: "/subscribers/{{ i_account }}" } } },
+  ],
 };
+const PLUGINS = {
+  "opennsps.connectors.hss:HssConnector": {
+    label: "HSS (PyHSS)",
+    options: [
+      { key: "url", label: "PyHSS API URL", kind: "text", required: true, placeholder: "http://hss.example.net:8080" },
+      { key: "provisioning_key", label: "Provisioning key", kind: "secret" },
+      { key: "links", label: "Links database (SQLAlchemy URL)", kind: "text", placeholder: "sqlite:///var/hss-links.db" },
+      { key: "profile_attribute", label: "Access policy attribute", kind: "text", placeholder: "eps_profile" },
+      { key: "default_profile", label: "Default profile", kind: "text" },
+      { key: "profiles", label: "Profiles (JSON: profile → apn_ids, default_apn, ambr_dl, ambr_ul)", kind: "json", required: true,
+        value: { "eps-std": { apn_ids: [1], ambr_dl: 100000, ambr_ul: 50000 } } },
+      { key: "timeout", label: "HSS call timeout (seconds)", kind: "number" },
+    ],
+  },
+  "opennsps.connectors.radius:RadiusConnector": {
+    label: "RADIUS (FreeRADIUS SQL)",
+    options: [
+      { key: "database", label: "FreeRADIUS database (SQLAlchemy URL)", kind: "text", required: true, placeholder: "postgresql+psycopg://radius@db/radius" },
+      { key: "username", label: "User name (pb_data path)", kind: "text", placeholder: "account_info.id" },
+      { key: "group_from", label: "Group from (pb_data path)", kind: "text", placeholder: "product_info.name" },
+      { key: "groups", label: "Groups (JSON: value → RADIUS group)", kind: "json", value: {} },
+      { key: "default_group", label: "Default group", kind: "text" },
+      { key: "reply", label: "Reply attributes (JSON: attribute → pb_data path)", kind: "json", value: {} },
+      { key: "reject_message", label: "Reject message", kind: "text" },
+      { key: "create_tables", label: "Create FreeRADIUS's tables when missing", kind: "check", value: false },
+    ],
+  },
+};
+const OTHER_PLUGIN = "";
+
+function typeDefaults(type) {
+  const section = {};
+  for (const f of TYPE_FIELDS[type]) if (f.value !== undefined) section[f.key] = f.value;
+  if (type === "http") section.url = "";
+  if (type === "script") section.command = [];
+  if (type === "python") { section.entry_point = "opennsps.connectors.hss:HssConnector"; section.options = pluginDefaults(section.entry_point); }
+  return section;
+}
+
+function pluginDefaults(entryPoint) {
+  const options = {};
+  for (const f of (PLUGINS[entryPoint] || { options: [] }).options) if (f.value !== undefined) options[f.key] = f.value;
+  return options;
+}
+
+// One input for one setting; `name` is where it goes (s.url, o.profiles), so the server's
+// error for http.url or python.options.profiles lands next to it.
+function settingInput(f, name, current) {
+  const value = current === undefined ? f.value : current;
+  if (f.kind === "check") return h("label", { class: "check" }, h("input", { type: "checkbox", name, checked: value === undefined ? false : !!value }), f.label);
+  let input;
+  if (f.kind === "json") input = h("textarea", { name, rows: 5 }, value === undefined || value === null ? "" : json(value));
+  else if (f.kind === "lines") input = h("textarea", { name, rows: 3, placeholder: f.placeholder || null }, (value || []).join("\n"));
+  else input = h("input", {
+    name, type: f.kind === "number" ? "number" : "text", step: f.kind === "number" ? "any" : null,
+    placeholder: f.placeholder || null, required: !!f.required,
+    value: value === undefined || value === null ? "" : String(value),
+  });
+  return h("label", { class: f.kind === "json" || f.kind === "lines" ? "wide" : null }, f.label, input, h("span", { class: "field-error", hidden: true }));
+}
+
+function settingValue(f, el) {
+  if (f.kind === "check") return el.checked;
+  const text = el.value.trim();
+  if (f.kind === "number") return text === "" ? undefined : Number(text);
+  if (f.kind === "lines") return text.split("\n").map((line) => line.trim()).filter(Boolean);
+  if (f.kind === "json") {
+    if (!text) return undefined;
+    try { return JSON.parse(text); } catch (err) { throw new FieldProblem(el.name, `is not valid JSON: ${err.message}`); }
+  }
+  return text === "" ? undefined : text;
+}
+
+class FieldProblem extends Error {
+  constructor(name, message) { super(message); this.name_ = name; }
+}
 
 async function handlersPage(view, args) {
   if (args[0] === "new") return handlerForm(view, null);
@@ -483,23 +581,126 @@ async function handlersPage(view, args) {
 }
 
 function handlerForm(view, existing) {
-  const section = existing ? existing[existing.type] : TYPE_TEMPLATES.http;
   const errors = h("ul", { class: "errors", role: "alert", hidden: true });
-  const settings = h("textarea", { name: "settings", rows: 9, "aria-describedby": "settings-help" }, json(section));
-  const type = h("select", {
-    name: "type",
-    onchange: () => { settings.value = json(TYPE_TEMPLATES[type.value]); },
-  }, ["http", "script", "python", "template"].map((t) => h("option", { value: t, selected: existing ? existing.type === t : t === "http" }, t)));
+  let section = existing ? existing[existing.type] : typeDefaults("http");
+  const fieldsBox = h("div", { class: "form-grid" });
+  const rawBox = h("textarea", { name: "settings", rows: 12 });
+  const asJson = h("input", { type: "checkbox", name: "as_json" });
+  const type = h("select", { name: "type" },
+    ["http", "script", "python", "template"].map((t) => h("option", { value: t, selected: existing ? existing.type === t : t === "http" }, t)));
+
+  function entryChoice(current) {
+    const known = Object.keys(PLUGINS);
+    const choice = h("select", { name: "plugin" },
+      known.map((ep) => h("option", { value: ep, selected: ep === current }, PLUGINS[ep].label)),
+      h("option", { value: OTHER_PLUGIN, selected: !known.includes(current) }, "another plug-in…"));
+    const other = h("input", { name: "s.entry_point", placeholder: "package.module:Factory", value: known.includes(current) ? "" : current || "", hidden: known.includes(current) });
+    choice.addEventListener("change", () => {
+      const now = readSettings(false);
+      now.entry_point = choice.value || other.value;
+      now.options = choice.value ? pluginDefaults(choice.value) : {};
+      section = now;
+      drawFields();
+    });
+    return h("label", {}, "Connector", choice, other, h("span", { class: "field-error", hidden: true }));
+  }
+
+  function drawFields() {
+    const t = type.value;
+    const parts = TYPE_FIELDS[t].map((f) => f.kind === "entry" ? entryChoice(section.entry_point) : settingInput(f, `s.${f.key}`, section[f.key]));
+    if (t === "python") {
+      const plugin = PLUGINS[section.entry_point];
+      if (plugin) parts.push(...plugin.options.map((f) => settingInput(f, `o.${f.key}`, (section.options || {})[f.key])));
+      else parts.push(settingInput({ key: "options", label: "Options (JSON)", kind: "json" }, "s.options", section.options || {}));
+    }
+    fill(fieldsBox, parts);
+    rawBox.value = json(section);
+    fieldsBox.hidden = asJson.checked;
+    rawBox.closest("label").hidden = !asJson.checked;
+  }
+
+  // The settings as the server takes them, from the fields or from the JSON view.
+  function readSettings(strict = true, fromJson = asJson.checked) {
+    if (fromJson) {
+      try { return JSON.parse(rawBox.value); } catch (err) { if (strict) throw new FieldProblem("settings", `is not valid JSON: ${err.message}`); return section; }
+    }
+    const t = type.value;
+    const out = {};
+    for (const f of TYPE_FIELDS[t]) {
+      if (f.kind === "entry") {
+        const choice = form.elements.plugin;
+        out.entry_point = choice && choice.value ? choice.value : form.elements["s.entry_point"].value.trim();
+        continue;
+      }
+      const el = form.elements[`s.${f.key}`];
+      if (!el) continue;
+      const value = strict ? settingValue(f, el) : (() => { try { return settingValue(f, el); } catch { return section[f.key]; } })();
+      if (value !== undefined) out[f.key] = value;
+    }
+    if (t === "python") {
+      const plugin = PLUGINS[out.entry_point];
+      if (plugin) {
+        // Options the fields do not show (set in JSON) are kept as they are.
+        out.options = { ...(section.options || {}) };
+        for (const f of plugin.options) {
+          const el = form.elements[`o.${f.key}`];
+          const value = el ? (strict ? settingValue(f, el) : (() => { try { return settingValue(f, el); } catch { return undefined; } })()) : undefined;
+          if (value === undefined) delete out.options[f.key];
+          else out.options[f.key] = value;
+        }
+      } else {
+        const el = form.elements["s.options"];
+        out.options = el ? (strict ? settingValue({ kind: "json" }, el) : section.options) || {} : {};
+      }
+    }
+    return out;
+  }
+
+  type.addEventListener("change", () => { section = typeDefaults(type.value); drawFields(); });
+  asJson.addEventListener("change", () => {
+    if (asJson.checked) { section = readSettings(false, false); }
+    else { try { section = JSON.parse(rawBox.value); } catch { /* keep the fields as they were */ } }
+    drawFields();
+  });
+
+  function showProblems(problems, v) {
+    for (const el of form.querySelectorAll(".invalid")) el.classList.remove("invalid");
+    for (const el of form.querySelectorAll(".field-error")) { el.hidden = true; el.textContent = ""; }
+    fill(errors, ...problems.map(([loc, msg, element]) => {
+      let name = element || loc[0];
+      if (!element && loc[0] === v.type) {
+        const inner = loc.slice(1);
+        name = asJson.checked ? "settings"
+          : inner[0] === "options" && inner.length > 1 && form.elements[`o.${inner[1]}`] ? `o.${inner[1]}`
+          : form.elements[`s.${inner[0]}`] ? `s.${inner[0]}`
+          : inner[0] === "entry_point" ? "plugin" : "settings";
+      }
+      const input = name && form.elements[name];
+      if (input && input.classList) {
+        input.classList.add("invalid");
+        const note = input.closest("label") && input.closest("label").querySelector(".field-error");
+        if (note) { note.textContent = msg; note.hidden = false; }
+      }
+      return h("li", {}, loc.length ? `${loc.join(".")}: ${msg}` : msg);
+    }));
+    errors.hidden = false;
+    errors.focus();
+  }
+
   const form = h("form", {
     onsubmit: async (e) => {
       e.preventDefault();
       const v = formValues(form);
-      for (const el of form.querySelectorAll(".invalid")) el.classList.remove("invalid");
       const problems = [];
       let typeSettings = null;
-      try { typeSettings = JSON.parse(v.settings); } catch (err) { problems.push([["settings"], `the ${v.type} settings are not valid JSON: ${err.message}`]); }
+      try { typeSettings = readSettings(); } catch (err) {
+        if (!(err instanceof FieldProblem)) throw err;
+        const key = err.name_.replace(/^[so]\./, "");
+        const loc = err.name_.startsWith("o.") ? [v.type, "options", key] : [v.type, key];
+        problems.push([loc, err.message, err.name_]);
+      }
       let retry = null;
-      if (v.retry) { try { retry = JSON.parse(v.retry); } catch (err) { problems.push([["retry"], `retry is not valid JSON: ${err.message}`]); } }
+      if (v.retry) { try { retry = JSON.parse(v.retry); } catch (err) { problems.push([["retry"], `is not valid JSON: ${err.message}`]); } }
       const definition = {
         id: v.id, name: v.name, priority: Number(v.priority), type: v.type,
         events: v.events.split(/[\s,]+/).filter(Boolean),
@@ -523,14 +724,7 @@ function handlerForm(view, existing) {
           else problems.push([[], err.message]);
         }
       }
-      fill(errors, ...problems.map(([loc, msg]) => {
-        const name = loc[0] === v.type ? "settings" : loc[0];
-        const input = name && form.elements[name];
-        if (input) input.classList.add("invalid");
-        return h("li", {}, loc.length ? `${loc.join(".")}: ${msg}` : msg);
-      }));
-      errors.hidden = false;
-      errors.focus();
+      showProblems(problems, v);
     },
   },
     errors,
@@ -544,15 +738,21 @@ function handlerForm(view, existing) {
       field("Max concurrency", h("input", { name: "max_concurrency", type: "number", min: 1, max: 1000, value: existing ? existing.max_concurrency : 16 })),
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "enrichment", checked: existing ? existing.enrichment : true }), "Enrich with PortaBilling data (pb_data)"),
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "service_password", checked: existing ? existing.service_password : false }), "Include the service password"),
-      h("div", { class: "wide" }, field("Type settings (JSON)", settings),
-        h("div", { id: "settings-help", class: "muted" }, "Secrets shown as [redacted] keep their stored value; type a new one to replace it.")),
-      h("div", { class: "wide" }, field("Retry schedule (JSON, optional)", h("textarea", { name: "retry", rows: 3 }, existing && existing.retry ? json(existing.retry) : ""))),
     ),
+    h("fieldset", {},
+      h("legend", {}, "Type settings"),
+      h("label", { class: "check" }, asJson, "Edit as JSON (advanced)"),
+      fieldsBox,
+      h("label", { class: "wide", hidden: true }, "Type settings (JSON)", rawBox),
+      h("p", { class: "muted" }, "Secrets shown as [redacted] keep their stored value; type a new one to replace it.")),
+    h("div", { class: "form-grid" },
+      h("div", { class: "wide" }, field("Retry schedule (JSON, optional)", h("textarea", { name: "retry", rows: 3 }, existing && existing.retry ? json(existing.retry) : "")))),
     h("p", { class: "actions" },
       h("button", { type: "submit", class: "primary" }, existing ? "Save handler" : "Create handler"),
       h("button", { type: "button", onclick: () => { location.hash = "#/handlers"; } }, "Cancel")),
   );
   errors.setAttribute("tabindex", "-1");
+  drawFields();
   add(view, h("h1", {}, existing ? `Edit handler ${existing.id}` : "New handler"), h("div", { class: "panel" }, form));
 }
 
