@@ -233,9 +233,8 @@ def test_an_operator_day_in_the_console(dataset_file: Path, tmp_path: Path) -> N
             # The event page shows the ESPF event, trace ids and each attempt.
             page.get_by_role("link", name="Events").click()
             found_events = page.locator("#events-table tbody tr")
-            # As a person would, search once the page's own list is shown: the console
-            # still lets a slower earlier answer overwrite a newer one (issue 18), and a
-            # clean-clone run once searched before the unfiltered list had arrived.
+            # As a person would, search once the page's own list is shown (the list shows
+            # only its newest answer whatever the order they arrive in).
             expect(found_events).to_have_count(5)
             page.get_by_label("Account (i_account)").fill(str(DYING_ACCOUNT))
             page.get_by_role("button", name="Search").click()
