@@ -231,6 +231,29 @@ def test_navigation_follows_an_account_and_tables_fit_1024_pixels(
             page.get_by_role("link", name="Execution log of account 100001").click()
             expect(page.get_by_label("Account (i_account)")).to_have_value("100001")
 
+            # A list shows its newest answer: an older search answering late changes nothing.
+            held: list[Route] = []
+
+            def hold_the_first(route: Route) -> None:
+                if not held and "i_account=" not in route.request.url:
+                    held.append(route)  # answered below, after the newer search
+                else:
+                    route.continue_()
+
+            page.route("**/api/v1/events?*", hold_the_first)
+            page.get_by_role("link", name="Events").click()
+            # (Playwright hands the request over while it runs a call: hence the waits.)
+            wait_for(lambda: page.wait_for_timeout(20) or held, what="the first search held")
+            page.get_by_label("Account (i_account)").fill("100001")
+            page.get_by_role("button", name="Search").click()
+            listed = page.locator("#events-table tbody tr")
+            expect(listed).to_have_count(1)
+            with page.expect_response(lambda r: "/api/v1/events?" in r.url):
+                held[0].continue_()
+            page.evaluate("() => new Promise((done) => setTimeout(done, 100))")
+            expect(listed).to_have_count(1)
+            page.unroute("**/api/v1/events?*")
+
             # The handlers table fits: an API handler's six actions take at most two rows.
             with gw.api() as api:
                 extra = http_handler(server.url, "crm-connector-with-a-long-name")
