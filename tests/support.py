@@ -125,6 +125,17 @@ def running(app: ASGIApp) -> Iterator[str]:
         server.stop()
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """Terminate a child process, kill it if it does not end within `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

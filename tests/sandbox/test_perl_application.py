@@ -18,7 +18,7 @@ import pytest
 
 from tests.sandbox.conftest import API_LOGIN, API_PASSWORD
 from tests.sandbox.test_serve_command import sandbox_process
-from tests.support import free_port
+from tests.support import free_port, stop_process
 
 pytestmark = pytest.mark.slow
 APPLICATION = Path(__file__).with_name("espf_application.psgi")
@@ -63,12 +63,7 @@ def perl_application(tmp_path: Path, port: int, sandbox_port: int) -> Iterator[P
             time.sleep(0.1)
         yield results
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)
         log.close()
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from opennsps.cli import app as cli
 from tests.sandbox.conftest import API_LOGIN, API_PASSWORD, Receiver
-from tests.support import free_port
+from tests.support import free_port, stop_process
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -57,8 +57,7 @@ def sandbox_process(tmp_path: Path, *args: str, port: int | None = None) -> Iter
                 time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        process.wait(30)
+        stop_process(process, timeout=30)
     assert process.returncode == 0
 
 

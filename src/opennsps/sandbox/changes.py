@@ -48,13 +48,21 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _account(db: sqlite3.Connection, i_account: int) -> sqlite3.Row:
-    row: sqlite3.Row | None = db.execute(
-        "SELECT * FROM accounts WHERE i_account = ? AND deleted = 0", (i_account,)
-    ).fetchone()
+def _existing(db: sqlite3.Connection, missing: str, sql: str, *args: object) -> sqlite3.Row:
+    """The one row the query finds; ChangeError(missing) when there is none."""
+    row: sqlite3.Row | None = db.execute(sql, args).fetchone()
     if row is None:
-        raise ChangeError(f"no account {i_account}")
+        raise ChangeError(missing)
     return row
+
+
+def _account(db: sqlite3.Connection, i_account: int) -> sqlite3.Row:
+    return _existing(
+        db,
+        f"no account {i_account}",
+        "SELECT * FROM accounts WHERE i_account = ? AND deleted = 0",
+        i_account,
+    )
 
 
 def _card_of(db: sqlite3.Connection, i_account: int) -> sqlite3.Row | None:
@@ -404,12 +412,12 @@ def delete_account(db: sqlite3.Connection, i_account: int) -> list[Event]:
 
 
 def _customer(db: sqlite3.Connection, i_customer: int) -> sqlite3.Row:
-    row: sqlite3.Row | None = db.execute(
-        "SELECT * FROM customers WHERE i_customer = ? AND deleted = 0", (i_customer,)
-    ).fetchone()
-    if row is None:
-        raise ChangeError(f"no customer {i_customer}")
-    return row
+    return _existing(
+        db,
+        f"no customer {i_customer}",
+        "SELECT * FROM customers WHERE i_customer = ? AND deleted = 0",
+        i_customer,
+    )
 
 
 def _customer_accounts(db: sqlite3.Connection, i_customer: int) -> list[int]:
@@ -545,12 +553,12 @@ def remove_sim(db: sqlite3.Connection, i_sim_card: int) -> list[Event]:
 
 
 def _sim_card(db: sqlite3.Connection, i_sim_card: int) -> sqlite3.Row:
-    card: sqlite3.Row | None = db.execute(
-        "SELECT * FROM sim_cards WHERE i_sim_card = ? AND status != 'deleted'", (i_sim_card,)
-    ).fetchone()
-    if card is None:
-        raise ChangeError(f"no SIM card {i_sim_card}")
-    return card
+    return _existing(
+        db,
+        f"no SIM card {i_sim_card}",
+        "SELECT * FROM sim_cards WHERE i_sim_card = ? AND status != 'deleted'",
+        i_sim_card,
+    )
 
 
 def issue_invoice(db: sqlite3.Connection, i_customer: int, amount: float) -> list[Event]:
