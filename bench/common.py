@@ -22,7 +22,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 POSTGRES_ADMIN_URL = os.environ.get(
-    "OPENNSPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
 

@@ -17,9 +17,7 @@ from opennsps.store.event_store import EventStore
 from tests.support import running, settings_for
 from tools.ensure_postgres import ensure as ensure_postgres
 
-ADMIN_URL = os.environ.get(
-    "OPENNSPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def pytest_configure(config: pytest.Config) -> None:

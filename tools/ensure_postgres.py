@@ -31,7 +31,7 @@ def start_local_cluster() -> None:
     if not versions or shutil.which("pg_ctlcluster") is None:
         raise SystemExit(
             "PostgreSQL is not running on 127.0.0.1:5432 and no local cluster was found; "
-            "install it (apt-get install postgresql) or set OPENNSPS_TEST_POSTGRES_URL"
+            "install it (apt-get install postgresql) or set TEST_POSTGRES_URL"
         )
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
@@ -40,7 +40,7 @@ def start_local_cluster() -> None:
 
 
 def ensure() -> None:
-    if os.environ.get("OPENNSPS_TEST_POSTGRES_URL") or answers():
+    if os.environ.get("TEST_POSTGRES_URL") or answers():
         return
     print("PostgreSQL is down; starting the local cluster", file=sys.stderr)
     start_local_cluster()

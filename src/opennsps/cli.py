@@ -10,11 +10,12 @@ import orjson
 import typer
 from rich.table import Table
 
+from opennsps import cli_support
 from opennsps.cli_support import (
     ConfigOption,
-    err,
     out,
     parse_since,
+    print_error,
     settings_or_exit,
     show_time,
     store_or_exit,
@@ -42,6 +43,13 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(connector_app, name="connector")
 app.add_typer(users_app, name="users")
 register_pipeline_commands(app)
+
+
+@app.callback()
+def root(config: ConfigOption = None) -> None:
+    """OpenNSPS: the provisioning gateway for PortaBilling ESPF events."""
+    # `opennsps -c FILE COMMAND` as well as `opennsps COMMAND -c FILE` (which wins).
+    cli_support.use_config(config)
 
 
 @app.command()
@@ -94,7 +102,7 @@ def db_upgrade(config: ConfigOption = None) -> None:
     try:
         before, after = migrate.upgrade(engine)
     except Exception as exc:
-        err.print(f"[red]error:[/red] migration failed: {exc}", markup=True, highlight=False)
+        print_error(f"migration failed: {exc}")
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
@@ -152,7 +160,7 @@ def events_show(
     finally:
         store.close()
     if row is None:
-        err.print(f"[red]error:[/red] no event {event_id}", markup=True, highlight=False)
+        print_error(f"no event {event_id}")
         raise typer.Exit(1)
     out.print_json(
         orjson.dumps(
@@ -245,7 +253,7 @@ def demo(
     try:
         result = run_demo(options, out)
     except DemoError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        print_error(exc)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

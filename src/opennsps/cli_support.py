@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from opennsps.config import ConfigError, Settings, load_settings, redact_url
 from opennsps.store.event_store import EventStore
@@ -30,11 +31,26 @@ _RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def print_error(message: object) -> None:
+    """`error: <message>` on stderr; the message is printed as it is (a `[a-z]` in it is
+    text, not Rich markup)."""
+    err.print(f"[red]error:[/red] {escape(str(message))}", markup=True, highlight=False)
+
+
+# The file named by `opennsps -c FILE COMMAND` (a command's own -c wins).
+_root_config: Path | None = None
+
+
+def use_config(path: Path | None) -> None:
+    global _root_config
+    _root_config = path
+
+
 def settings_or_exit(path: Path | None) -> Settings:
     try:
-        return load_settings(path)
+        return load_settings(path if path is not None else _root_config)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        print_error(exc)
         raise typer.Exit(2) from None
 
 
@@ -59,11 +75,7 @@ def store_or_exit(settings: Settings) -> EventStore:
         store = EventStore(settings.store)
         store.upgrade()
     except Exception as exc:
-        err.print(
-            f"[red]error:[/red] cannot open the store {redact_url(settings.store.url)}: {exc}",
-            markup=True,
-            highlight=False,
-        )
+        print_error(f"cannot open the store {redact_url(settings.store.url)}: {exc}")
         raise typer.Exit(1) from None
     return store
 

@@ -54,6 +54,9 @@ def test_db_upgrade_is_idempotent(tmp_path: Path, store_url: str) -> None:
     assert "upgraded from empty to 0005" in first.output
     second = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
     assert "already at 0005" in second.output
+    # -c before the command works too (docs/cli.md: every command takes it)
+    before = runner.invoke(cli, ["-c", str(config), "db", "upgrade"])
+    assert before.exit_code == 0 and "already at 0005" in before.output
 
 
 def test_events_list_and_show(

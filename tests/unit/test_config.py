@@ -133,6 +133,15 @@ def test_config_check_command(tmp_path: Path) -> None:
     bad = runner.invoke(cli, ["config", "check", str(write(tmp_path, "server: {port: -1}\n"))])
     assert bad.exit_code == 2
     assert "server.port" in bad.output
+    # Errors are printed verbatim (a value in brackets is not taken for Rich markup), and
+    # a pattern is said in words.
+    handler = "handlers:\n  - {id: 'CRM!', events: ['[bold]x'], type: http, http: {url: ftp://x}}\n"
+    worded = runner.invoke(cli, ["config", "check", str(write(tmp_path, handler))])
+    assert worded.exit_code == 2
+    assert "handlers.0.id: use 1 to 64 lower-case letters, digits" in worded.output
+    assert "[bold]x" in worded.output
+    assert "handlers.0.http.url: a URL starting with http:// or https://" in worded.output
+    assert "should match" not in worded.output
 
 
 def test_numeric_looking_secrets_from_yaml_stay_text(tmp_path: Path) -> None:

@@ -105,6 +105,8 @@ class TemplateConnector:
             reason = f"template: {exc}"
             return _result(started, Outcome(OutcomeKind.REJECTED, reason), None, reason)
         headers.update({k: v for k, v in _trace(request_id, unique_id).items() if v})
+        if body is not None and not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"  # the body is sent as JSON
         try:
             response = await self._http.request(
                 call.method,

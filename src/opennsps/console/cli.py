@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from opennsps.cli_support import ConfigOption, err, out, settings_or_exit, show_time, store_or_exit
+from opennsps.cli_support import (
+    ConfigOption,
+    err,
+    out,
+    print_error,
+    settings_or_exit,
+    show_time,
+    store_or_exit,
+)
 from opennsps.console.sessions import Sessions
 from opennsps.console.users import UserError, UserStore
 
@@ -51,7 +59,7 @@ def _run(action: str, change: Callable[[], object]) -> None:
     try:
         change()
     except UserError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        print_error(exc)
         raise typer.Exit(1) from None
     out.print(action)
 

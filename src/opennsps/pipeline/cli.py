@@ -19,9 +19,9 @@ from sqlalchemy import Engine
 
 from opennsps.cli_support import (
     ConfigOption,
-    err,
     out,
     parse_since,
+    print_error,
     settings_or_exit,
     show_time,
     store_or_exit,
@@ -55,7 +55,7 @@ def _engine(config: Any) -> Iterator[Engine]:
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    print_error(message)
     return typer.Exit(1)
 
 

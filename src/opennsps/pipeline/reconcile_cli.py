@@ -11,7 +11,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from opennsps.cli_support import ConfigOption, err, out, settings_or_exit, store_or_exit
+from opennsps.cli_support import (
+    ConfigOption,
+    err,
+    out,
+    print_error,
+    settings_or_exit,
+    store_or_exit,
+)
 from opennsps.pipeline.reconcile import HandlerReconciliation, ReconcileError, reconcile_handler
 
 MAX_DRIFT_ROWS = 50
@@ -101,7 +108,7 @@ def reconcile(
                 )
             )
     except ReconcileError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        print_error(exc)
         raise typer.Exit(1) from None
     finally:
         store.close()
