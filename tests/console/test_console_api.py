@@ -323,7 +323,9 @@ def test_the_execution_log_finds_attempts_by_subject_and_shows_exact_payloads(
             dead = api.get("/dead", params={"handler_id": "crm"}).json()
             assert dead["total"] == 1 and "gave up" in dead["items"][0]["last_error"]
             assert api.get("/dead", params={"event_type": "Custom/*"}).json()["total"] == 0
-            assert api.post("/dead/replay", json={"dry_run": True}).json() == {"matching": 1}
+            counted_dead = api.post("/dead/replay", json={"dry_run": True}).json()
+            assert counted_dead["matching"] == 1
+            assert [x["handler_id"] for x in counted_dead["sample"]] == ["crm"]
             for path in ("/dead/replay", "/replay"):  # a limit is a JSON integer, not `true`
                 assert api.post(path, json={"limit": True, "dry_run": True}).status_code == 422
             assert api.get("/stats").json()["deliveries_by_state"]["dead"] == 1  # unchanged
@@ -335,7 +337,7 @@ def test_the_execution_log_finds_attempts_by_subject_and_shows_exact_payloads(
             )
             # Replay by event filter can be counted first too.
             counted = api.post("/replay", json={"i_account": 100001, "dry_run": True}).json()
-            assert counted == {"matching": 1}
+            assert counted["matching"] == 1 and counted["sample"][0]["i_account"] == 100001
             assert api.get("/stats").json()["retrying_by_handler"] == {}
             health = api.get("/stats").json()["portabilling"]["default"]
             assert health["healthy"] is True and health["calls"] > 0

@@ -215,6 +215,7 @@ def test_an_operator_day_in_the_console(dataset_file: Path, tmp_path: Path) -> N
             page.screenshot(path=str(shots / "dead-letters.png"), full_page=True)
             page.get_by_role("button", name="Replay all matching…").click()
             expect(page.locator("#replay-count")).to_contain_text("1 dead delivery will be")
+            expect(page.locator("#replay-sample")).to_contain_text(f"account {DYING_ACCOUNT}")
             page.get_by_role("button", name="Replay 1").click()
             expect(page.locator("#notice")).to_contain_text("1 dead delivery replayed")
             wait_for(

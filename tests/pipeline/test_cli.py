@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from opennsps.cli import app as cli
 from opennsps.config import Settings
+from opennsps.pipeline import cli as pipeline_cli
 from tests.pipeline.harness import (
     CONNECTOR_TOKEN,
     FAST_RETRY,
@@ -61,7 +63,29 @@ def test_pipeline_commands(store_url: str, dataset_file: Path, tmp_path: Path) -
                 what="a dead delivery in the CLI",
             )
             healthy["yes"] = True
-            assert "replayed 1 delivery" in run(config, "replay", "--dead", "hss")
+            # A bulk replay can be looked at first: a count and a sample, nothing replayed.
+            preview = run(config, "replay", "--dead", "hss", "--dry-run")
+            assert "1 dead deliveries would be replayed" in preview
+            assert "Subscriber/Updated" in preview and str(FIRST) in preview
+            assert "replayed" not in preview.replace("would be replayed", "")
+            with gw.api() as api:
+                assert api.get("/stats").json()["deliveries_by_state"] == {"dead": 1}
+                dead_preview = api.post("/dead/replay", json={"dry_run": True}).json()
+            assert dead_preview["matching"] == 1
+            assert dead_preview["sample"][0]["i_account"] == FIRST
+            # On a terminal it asks; "no" replays nothing.
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(pipeline_cli, "on_a_terminal", lambda: True)
+                refused = runner.invoke(
+                    cli, ["replay", "--dead", "hss", "-c", str(config)], input="n\n"
+                )
+                assert refused.exit_code == 1 and "Replay 1? [y/N]" in refused.output
+                with gw.api() as api:
+                    assert api.get("/stats").json()["deliveries_by_state"] == {"dead": 1}
+                agreed = runner.invoke(
+                    cli, ["replay", "--dead", "hss", "-c", str(config)], input="y\n"
+                )
+            assert "replayed 1 delivery" in agreed.output
             wait_for(
                 lambda: "delivered" in run(config, "deliveries", "list", "--state", "delivered"),
                 what="delivery after the CLI replay",
@@ -83,6 +107,8 @@ def test_pipeline_commands(store_url: str, dataset_file: Path, tmp_path: Path) -
 
             events = run(config, "events", "list")
             assert "Subscriber/Updated" in events
+            counted = run(config, "replay", "--type", "Subscriber/*", "--dry-run", "--limit", "5")
+            assert "1 events would be replayed" in counted and "replayed 1" not in counted
             replayed = run(config, "replay", "--type", "Subscriber/*", "--account", str(FIRST))
             assert "replayed 1 delivery" in replayed
 
@@ -91,3 +117,5 @@ def test_pipeline_commands(store_url: str, dataset_file: Path, tmp_path: Path) -
     assert "no handler with id 'nope'" in missing.output
     both = runner.invoke(cli, ["replay", "--dead", "hss", "--delivery", "1", "-c", str(config)])
     assert both.exit_code == 2
+    single = runner.invoke(cli, ["replay", "--delivery", "1", "--dry-run", "-c", str(config)])
+    assert single.exit_code == 2 and "--dry-run is for --dead and filter options" in single.output

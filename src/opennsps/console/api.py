@@ -405,19 +405,21 @@ class ReplayFilter(BaseModel):
     handler_id: Text | None = None
     limit: ReplayLimit = 10_000
     dry_run: bool = Field(
-        default=False, strict=True, description="Only count the events it would replay"
+        default=False,
+        strict=True,
+        description="Only count the events it would replay and show a sample of them",
     )
 
 
 @router.post("/replay", tags=["replay"])
-def replay_matching(request: Request, body: ReplayFilter, _: Operator) -> dict[str, int]:
+def replay_matching(request: Request, body: ReplayFilter, _: Operator) -> dict[str, Any]:
     """Replay the events a search finds (optionally only their deliveries to one handler);
-    with dry_run, answer how many events that would be (`matching`) and change nothing."""
+    with dry_run, answer how many events that would be (`matching`) with a `sample` of the
+    newest of them, and change nothing."""
     pipeline = _pipeline(request)
     f = EventFilter(**body.model_dump(exclude={"handler_id", "limit", "dry_run"}))
     if body.dry_run:
-        found = pipeline.queries.count_events(f, handler_id=body.handler_id)
-        return {"matching": min(found, body.limit)}
+        return pipeline.queries.replay_preview(f, handler_id=body.handler_id, limit=body.limit)
     count = pipeline.replayer.matching(f, _now(), handler_id=body.handler_id, limit=body.limit)
     pipeline.wake()
     return {"replayed": count}
@@ -454,18 +456,21 @@ class DeadReplay(BaseModel):
     until: UtcTime | None = None
     limit: ReplayLimit = 10_000
     dry_run: bool = Field(
-        default=False, strict=True, description="Only count what would be replayed"
+        default=False,
+        strict=True,
+        description="Only count what would be replayed and show a sample of it",
     )
 
 
 @router.post("/dead/replay", tags=["replay"])
-def replay_dead_letters(request: Request, body: DeadReplay, _: Operator) -> dict[str, int]:
+def replay_dead_letters(request: Request, body: DeadReplay, _: Operator) -> dict[str, Any]:
     """Replay the dead deliveries the filter finds (only those); with dry_run, answer how
-    many that would be (`matching`) and change nothing."""
+    many that would be (`matching`) with a `sample` of the latest deaths, and change
+    nothing."""
     pipeline = _pipeline(request)
     f = DeadFilter(body.handler_id, body.event_type, body.since, body.until)
     if body.dry_run:
-        return {"matching": min(pipeline.queries.count_dead(f), body.limit)}
+        return pipeline.queries.dead_preview(f, limit=body.limit)
     count = pipeline.replayer.dead(f, _now(), limit=body.limit)
     pipeline.wake()
     return {"replayed": count}

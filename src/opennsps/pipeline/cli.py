@@ -7,6 +7,7 @@ config file's handlers to it: `opennsps serve` does that when it starts.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -172,7 +173,15 @@ def replay(
     handler: Annotated[
         str | None, typer.Option(help="With a filter: only the deliveries to this handler.")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many events.")] = 10_000,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="At most this many events (or dead ones).")
+    ] = 10_000,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say how many would go, with a sample.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask on a terminal before a bulk replay.")
+    ] = False,
 ) -> None:
     """Deliver again (enriched anew, same event_id): one event, one delivery, a handler's dead deliveries, or what a filter finds."""  # noqa: E501
     chosen = [x for x in (event, delivery, dead) if x is not None]
@@ -185,8 +194,23 @@ def replay(
     if state is not None and state not in EVENT_STATES:
         raise typer.BadParameter(f"--state must be one of {', '.join(EVENT_STATES)}")
     now = datetime.now(UTC)
+    f = EventFilter(event_type=event_type, i_account=account, state=state, since=parse_since(since))
     with _engine(config) as engine:
         replayer = Replayer(engine)
+        if dead is not None or filtered:  # a bulk replay: see what it takes first
+            queries = Queries(engine)
+            preview = (
+                queries.dead_preview(DeadFilter(handler_id=dead), limit=limit)
+                if dead is not None
+                else queries.replay_preview(f, handler_id=handler, limit=limit)
+            )
+            _show_preview(preview, dead is not None)
+            if dry_run or preview["matching"] == 0:
+                return
+            if not yes and on_a_terminal():
+                typer.confirm(f"Replay {preview['matching']}?", default=False, abort=True)
+        elif dry_run:
+            raise typer.BadParameter("--dry-run is for --dead and filter options")
         if event is not None:
             count = replayer.event(event, now)
             if count is None:
@@ -196,13 +220,34 @@ def replay(
                 raise _fail(f"no replayable delivery {delivery} (unknown, or in flight now)")
             count = 1
         elif dead is not None:
-            count = replayer.dead(DeadFilter(handler_id=dead), now, limit=None)
+            count = replayer.dead(DeadFilter(handler_id=dead), now, limit=limit)
         else:
-            f = EventFilter(
-                event_type=event_type, i_account=account, state=state, since=parse_since(since)
-            )
             count = replayer.matching(f, now, handler_id=handler, limit=limit)
     out.print(f"replayed {count} deliver{'y' if count == 1 else 'ies'}")
+
+
+def on_a_terminal() -> bool:
+    """Someone is typing: a bulk replay asks before it goes (scripts pass --yes or not)."""
+    return sys.stdin.isatty()
+
+
+def _show_preview(preview: dict[str, Any], dead: bool) -> None:
+    what = "dead deliveries" if dead else "events"
+    out.print(f"{preview['matching']} {what} would be replayed")
+    if not preview["sample"]:
+        return
+    table = Table(title=f"the {'latest' if dead else 'newest'} {len(preview['sample'])}")
+    for column in ("event_id", "event_type", "i_event", "i_account", "handler"):
+        table.add_column(column, overflow="fold")
+    for item in preview["sample"]:
+        table.add_row(
+            item["event_id"],
+            item["event_type"],
+            str(item["i_event"]),
+            str(item["i_account"] if item["i_account"] is not None else ""),
+            item["handler_id"] or "all",
+        )
+    out.print(table)
 
 
 @deliveries_app.command("list")

@@ -189,6 +189,22 @@ def _epoch_seconds(dialect: str) -> Any:
     return lambda column: cast(func.extract("epoch", column), BigInteger)
 
 
+SAMPLE = 10  # what a replay preview shows of what it would replay
+
+
+def _sampled(
+    event_id: str, event_type: str, i_event: int, variables: Any, handler_id: str | None
+) -> dict[str, Any]:
+    account = variables.get("i_account") if isinstance(variables, dict) else None
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "i_event": i_event,
+        "i_account": account,
+        "handler_id": handler_id,
+    }
+
+
 class Queries:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -352,6 +368,37 @@ class Queries:
             )
         with self.engine.connect() as connection:
             return [jsonable(row._mapping) for row in connection.execute(query)]
+
+    def replay_preview(
+        self, f: EventFilter, *, handler_id: str | None, limit: int
+    ) -> dict[str, Any]:
+        """What a replay by this filter would take: how many events (at most `limit`) and
+        the newest of them, as a sample."""
+        matching = min(self.count_events(f, handler_id=handler_id), limit)
+        sample = (
+            [
+                _sampled(e["event_id"], e["event_type"], e["i_event"], e["variables"], handler_id)
+                for e in self.search_events(f, limit=min(SAMPLE, matching))
+            ]
+            if matching
+            else []
+        )
+        return {"matching": matching, "sample": sample}
+
+    def dead_preview(self, f: DeadFilter, *, limit: int) -> dict[str, Any]:
+        """What a dead-letter replay by this filter would take (the latest deaths first)."""
+        matching = min(self.count_dead(f), limit)
+        sample = (
+            [
+                _sampled(
+                    d["event_id"], d["event_type"], d["i_event"], d["variables"], d["handler_id"]
+                )
+                for d in self.dead_letters(f, limit=min(SAMPLE, matching))
+            ]
+            if matching
+            else []
+        )
+        return {"matching": matching, "sample": sample}
 
     def count_dead(self, f: DeadFilter) -> int:
         query = dead_query(f).with_only_columns(func.count())

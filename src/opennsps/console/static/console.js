@@ -988,6 +988,8 @@ async function deadPage(view, args, params) {
     const dialog = h("dialog", { "aria-label": "Confirm replay" },
       h("h2", {}, "Replay dead deliveries"),
       h("p", { id: "replay-count" }, `${deadCount(counted.matching)} will be replayed: each goes out again with fresh PortaBilling data and a new retry schedule.`),
+      counted.sample && counted.sample.length ? h("ul", { id: "replay-sample" }, counted.sample.map((x) =>
+        h("li", {}, `${x.handler_id}: ${x.event_type} #${x.i_event}`, x.i_account !== null ? ` (account ${x.i_account})` : ""))) : null,
       h("p", { class: "actions" },
         h("button", {
           type: "button", class: "primary", disabled: counted.matching === 0,
