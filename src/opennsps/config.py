@@ -331,6 +331,9 @@ def _one_section_per_type(schema: dict[str, Any]) -> None:
     ]
 
 
+HoldsBack = Literal["until_done", "until_first_attempt", "never"]
+
+
 class HandlerConfig(_Section):
     """A handler: which events go to which connector, and how (docs/handlers.md)."""
 
@@ -341,6 +344,12 @@ class HandlerConfig(_Section):
     name: str = Field(default="", max_length=200)
     events: list[Annotated[str, Field(pattern=EVENT_PATTERN_TEXT)]] = Field(min_length=1)
     priority: int = Field(default=10, ge=1, le=1000)
+    holds_back: HoldsBack = Field(
+        default="until_first_attempt",
+        description="How long this handler's delivery of an event holds back the handlers"
+        " of larger priority numbers: until_done (delivered, rejected or dead), "
+        "until_first_attempt (its first attempt has finished), or never",
+    )
     status: Literal["enabled", "disabled", "archived"] = "enabled"
     type: Literal["http", "script", "python", "template"]
     http: HttpHandlerConfig | None = None

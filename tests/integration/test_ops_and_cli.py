@@ -51,12 +51,12 @@ def test_db_upgrade_is_idempotent(tmp_path: Path, store_url: str) -> None:
     config = config_file(tmp_path, store_url)
     first = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
     assert first.exit_code == 0, first.output
-    assert "upgraded from empty to 0005" in first.output
+    assert "upgraded from empty to 0006" in first.output
     second = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
-    assert "already at 0005" in second.output
+    assert "already at 0006" in second.output
     # -c before the command works too (docs/cli.md: every command takes it)
     before = runner.invoke(cli, ["-c", str(config), "db", "upgrade"])
-    assert before.exit_code == 0 and "already at 0005" in before.output
+    assert before.exit_code == 0 and "already at 0006" in before.output
 
 
 def test_events_list_and_show(

@@ -2,9 +2,11 @@
 did, and handing back work whose worker stopped or died.
 
 Order is kept by the claim itself: a delivery is only claimable while no earlier delivery
-of the same handler and entity, and no delivery of the same event for a handler of higher
-priority (a lower number), is still pending or in flight. On PostgreSQL the claim locks
-rows with FOR UPDATE SKIP LOCKED, so several processes never claim the same delivery.
+of the same handler and entity is still pending or in flight, and no delivery of the same
+event for a handler of higher priority (a lower number) holds it back (as long as that
+handler's `holds_back` says: until done, until its first attempt has failed, or never).
+On PostgreSQL the claim locks rows with FOR UPDATE SKIP LOCKED, so several processes never
+claim the same delivery.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
     true,
     update,
@@ -31,7 +34,14 @@ from opennsps.domain.deliveries import OPEN_STATES, DeliveryState
 from opennsps.domain.subjects import Subject
 from opennsps.store.engine import write_transaction
 from opennsps.store.predecessors import open_predecessor
-from opennsps.store.schema import UtcDateTime, attempts, deliveries, events, status_outbox
+from opennsps.store.schema import (
+    UtcDateTime,
+    attempts,
+    deliveries,
+    events,
+    handlers,
+    status_outbox,
+)
 
 # Written into the SQL as literals, not bound: SQLite uses a partial index only when it
 # can see that the query's condition implies the index's WHERE clause.
@@ -168,12 +178,20 @@ class DeliveryQueue:
         d = deliveries.alias("d")
         before = deliveries.alias("before")
         entity_blocked = open_predecessor(deliveries, d, ("handler_id", "entity_key"), OPEN)
+        # A higher-priority delivery of the same event holds this one back as its handler
+        # says (handlers.holds_back): until done, until its first attempt has failed, or not.
+        holder = handlers.alias("holder")
         priority_blocked = (
             select(before.c.id)
+            .join(holder, holder.c.id == before.c.handler_id)
             .where(
                 before.c.event_seq == d.c.event_seq,
                 before.c.priority < d.c.priority,
                 before.c.state.in_(OPEN),
+                or_(
+                    holder.c.holds_back == "until_done",
+                    and_(holder.c.holds_back == "until_first_attempt", before.c.failures == 0),
+                ),
             )
             .exists()
         )

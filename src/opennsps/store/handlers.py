@@ -216,6 +216,7 @@ class HandlerStore:
                 definition=_definition_json(definition),
                 status=definition.status,
                 priority=definition.priority,
+                holds_back=definition.holds_back,
                 paused=False,
                 managed_by=managed_by,
                 created_at=now,
@@ -234,6 +235,7 @@ class HandlerStore:
         values: dict[str, Any] = {
             "definition": _definition_json(definition),
             "priority": definition.priority,
+            "holds_back": definition.holds_back,
             "updated_at": now,
         }
         if managed_by is not None:

@@ -101,6 +101,8 @@ handlers = Table(
     Column("definition", Json, nullable=False),
     Column("status", String(16), nullable=False),
     Column("priority", Integer, nullable=False),
+    # How long this handler's open delivery of an event holds back larger priority numbers
+    Column("holds_back", String(24), nullable=False, server_default="until_first_attempt"),
     Column("paused", Boolean, nullable=False, default=False),
     Column("managed_by", String(16), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
