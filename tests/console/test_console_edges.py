@@ -338,9 +338,11 @@ def test_the_handler_form_has_fields_for_each_type_and_a_json_view(tmp_path: Pat
         expect(page.get_by_label("PyHSS API URL")).to_have_value("http://127.0.0.1:9/hss")
         expect(page.get_by_label("Provisioning key")).to_have_value("[redacted]")
         page.get_by_label("PyHSS API URL").fill("http://127.0.0.1:9/hss2")
+        page.locator("select[name=holds_back]").select_option("until_done")
         page.get_by_role("button", name="Save handler").click()
         expect(page.locator("#handlers-table tr[data-handler=hss]")).to_be_visible()
         handlers = HandlerStore(EventStore(StoreConfig(url=data["store"]["url"])).engine)
         options = handlers.get("hss").definition.python.options  # type: ignore[union-attr]
         assert options["url"] == "http://127.0.0.1:9/hss2"
+        assert handlers.get("hss").definition.holds_back == "until_done"
         assert options["provisioning_key"] == "key-0123456789"

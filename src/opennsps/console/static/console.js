@@ -706,6 +706,7 @@ function handlerForm(view, existing) {
         events: v.events.split(/[\s,]+/).filter(Boolean),
         enrichment: v.enrichment, service_password: v.service_password,
         status_group: v.status_group || null, max_concurrency: Number(v.max_concurrency),
+        holds_back: v.holds_back,
         [v.type]: typeSettings,
       };
       if (retry) definition.retry = retry;
@@ -736,6 +737,9 @@ function handlerForm(view, existing) {
       field("Events (patterns, e.g. Subscriber/*)", h("input", { name: "events", value: existing ? existing.events.join(", ") : "Subscriber/*", required: true })),
       field("Status group (PortaBilling)", h("input", { name: "status_group", value: existing && existing.status_group ? existing.status_group : "" })),
       field("Max concurrency", h("input", { name: "max_concurrency", type: "number", min: 1, max: 1000, value: existing ? existing.max_concurrency : 16 })),
+      field("Holds back larger priority numbers", h("select", { name: "holds_back" },
+        [["until_first_attempt", "until its first attempt"], ["until_done", "until done (delivered, rejected or dead)"], ["never", "never"]].map(([value, text]) =>
+          h("option", { value, selected: (existing ? existing.holds_back : "until_first_attempt") === value }, text)))),
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "enrichment", checked: existing ? existing.enrichment : true }), "Enrich with PortaBilling data (pb_data)"),
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "service_password", checked: existing ? existing.service_password : false }), "Include the service password"),
     ),
