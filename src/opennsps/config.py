@@ -344,6 +344,17 @@ class HandlerConfig(_Section):
     name: str = Field(default="", max_length=200)
     events: list[Annotated[str, Field(pattern=EVENT_PATTERN_TEXT)]] = Field(min_length=1)
     priority: int = Field(default=10, ge=1, le=1000)
+    filter: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="A condition over event_type, variables, pb_data and i_account (a "
+        "sandboxed Jinja2 expression, e.g. pb_data.account_info.i_product in [3774, 3776]): "
+        "when false the delivery is skipped, nothing is sent",
+    )
+    filter_status: Literal["none", "OK"] = Field(
+        default="none",
+        description="What a skipped delivery reports to PortaBilling (with status_group)",
+    )
     holds_back: HoldsBack = Field(
         default="until_first_attempt",
         description="How long this handler's delivery of an event holds back the handlers"
@@ -378,6 +389,19 @@ class HandlerConfig(_Section):
         if _holds_nul(data):
             raise ValueError("a handler definition may not contain the NUL character (U+0000)")
         return data
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_compiles(cls, value: str | None) -> str | None:
+        from opennsps.connectors.templating import TemplateError, expression
+
+        if value is None or not value.strip():
+            return None
+        try:
+            expression(value, "filter")
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _settings_for_type(self) -> HandlerConfig:

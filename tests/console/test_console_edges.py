@@ -312,6 +312,13 @@ def test_the_handler_form_has_fields_for_each_type_and_a_json_view(tmp_path: Pat
             "is not valid JSON"
         )
         profiles.fill('{"eps-std": {"apn_ids": [1, 2], "ambr_dl": 1000, "ambr_ul": 500}}')
+        # A filter that does not compile is refused next to its field.
+        condition = page.locator("input[name=filter]")
+        condition.fill("pb_data.account_info.(")
+        page.get_by_role("button", name="Create handler").click()
+        expect(condition).to_have_class(re.compile("invalid"))
+        expect(page.locator("label", has=condition).locator(".field-error")).to_be_visible()
+        condition.fill("pb_data.account_info.i_product in [3776, 3777]")
         # The JSON view shows the same settings, and an edit there comes back to the fields.
         page.get_by_label("Edit as JSON (advanced)").check()
         raw = page.get_by_label("Type settings (JSON)")
@@ -327,6 +334,10 @@ def test_the_handler_form_has_fields_for_each_type_and_a_json_view(tmp_path: Pat
         with gw.api() as api:
             stored = api.get("/handlers/hss").json()["python"]
         assert stored["entry_point"] == "opennsps.connectors.hss:HssConnector"
+        with gw.api() as api:
+            assert api.get("/handlers/hss").json()["filter"] == (
+                "pb_data.account_info.i_product in [3776, 3777]"
+            )
         assert stored["options"] == {
             "url": "http://127.0.0.1:9/hss",
             "provisioning_key": "[redacted]",

@@ -482,7 +482,7 @@ def search_attempts(
     _: Viewer,
     handler_id: Text | None = None,
     handler_type: Literal["http", "script", "python", "template"] | None = None,
-    outcome: Literal["delivered", "waiting", "rejected", "retry", "dead"] | None = None,
+    outcome: Literal["delivered", "waiting", "rejected", "retry", "dead", "skipped"] | None = None,
     event_id: Text | None = None,
     event_type: Text | None = None,
     i_account: Int64 | None = None,

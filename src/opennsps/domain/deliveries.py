@@ -18,6 +18,7 @@ class DeliveryState(StrEnum):
     DELIVERED = "delivered"
     REJECTED = "rejected"  # the connector refused it for good
     DEAD = "dead"  # retried until the schedule gave up
+    SKIPPED = "skipped"  # the handler's filter was false for the event: nothing was sent
 
 
 # States that hold back the later deliveries of the same handler and entity.
@@ -27,6 +28,7 @@ FINAL_STATES = (
     DeliveryState.DELIVERED,
     DeliveryState.REJECTED,
     DeliveryState.DEAD,
+    DeliveryState.SKIPPED,
 )
 
 # The provisioning status PortaBilling is told for each state a delivery reaches.
@@ -36,6 +38,7 @@ ESPF_STATUS = {
     DeliveryState.PENDING: "RETRY",
     DeliveryState.REJECTED: "FAILED",
     DeliveryState.DEAD: "FAILED",
+    DeliveryState.SKIPPED: "OK",  # only when the handler's filter_status says so
 }
 
 
@@ -62,6 +65,8 @@ def next_step(
         return NextStep(DeliveryState.WAITING, None, failures_before, outcome.reason)
     if outcome.kind is OutcomeKind.REJECTED:
         return NextStep(DeliveryState.REJECTED, None, failures_before, outcome.reason)
+    if outcome.kind is OutcomeKind.SKIPPED:
+        return NextStep(DeliveryState.SKIPPED, None, failures_before, outcome.reason)
     failures = failures_before + 1
     delay = schedule.next_delay(failures, now - first_attempt_at, outcome.retry_after)
     if delay is None:

@@ -18,6 +18,7 @@ class OutcomeKind(StrEnum):
     WAITING = "waiting"  # accepted; the connector reports the result later (202 IN_PROGRESS)
     REJECTED = "rejected"  # the connector refused it for good: not retried
     RETRY = "retry"
+    SKIPPED = "skipped"  # the handler's filter is false for this event: nothing was sent
 
 
 @dataclass(frozen=True)

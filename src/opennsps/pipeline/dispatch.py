@@ -12,6 +12,7 @@ from typing import Any
 from opennsps.config import HandlerConfig
 from opennsps.connectors.base import AttemptResult, Connector
 from opennsps.connectors.payload import nsps_event
+from opennsps.connectors.templating import expression
 from opennsps.domain.deliveries import ESPF_STATUS, DeliveryState, next_step
 from opennsps.domain.outcomes import Outcome, OutcomeKind
 from opennsps.domain.retry import RetrySchedule
@@ -109,6 +110,10 @@ class Dispatcher:
             except PortaBillingError as exc:
                 failed = _failed(started, f"enrichment failed: {exc}", not exc.retryable)
                 return failed, None, None
+        if handler.filter:
+            skipped = _filter_says_skip(handler.filter, delivery, pb_data, started)
+            if skipped is not None:
+                return skipped, with_service_password(pb_data, None) if pb_data else None, None
         sent_pb_data: dict[str, Any] | None = None
         if pb_data is not None:
             # The handler gets the service password only if it asked; the execution log
@@ -174,17 +179,23 @@ class Dispatcher:
             failures=step.failures,
             next_attempt_at=step.next_attempt_at,
             last_error=None if step.state is DeliveryState.DELIVERED else reason,
-            report=self._report(delivery, status_group, step.state, reason),
+            report=self._report(delivery, status_group, step.state, reason, handler.filter_status),
         )
 
     @staticmethod
     def _report(
-        delivery: ClaimedDelivery, group: str | None, state: DeliveryState, reason: str | None
+        delivery: ClaimedDelivery,
+        group: str | None,
+        state: DeliveryState,
+        reason: str | None,
+        filter_status: str = "none",
     ) -> StatusReport | None:
         """The status to send to PortaBilling under `group` (the handler's status_group, or
         its connector's own), if any."""
         i_account = as_integer(delivery.variables.get("i_account"))
         if group is None or i_account is None:
+            return None
+        if state is DeliveryState.SKIPPED and filter_status == "none":
             return None
         status = ESPF_STATUS[state]
         # A retry is reported once, not on each of its attempts.
@@ -202,6 +213,35 @@ class Dispatcher:
 
 def _error_of(outcome: Outcome) -> str | None:
     return None if outcome.kind is OutcomeKind.DELIVERED else outcome.reason
+
+
+def _filter_says_skip(
+    condition: str, delivery: ClaimedDelivery, pb_data: dict[str, Any] | None, started: float
+) -> AttemptResult | None:
+    """A skipped attempt when the handler's filter is false for this event; None when it
+    holds. A filter that cannot be evaluated on the event's data is a configuration
+    problem, retried (nothing is dropped while the operator fixes it)."""
+    context = {
+        "event_type": delivery.event_type,
+        "variables": delivery.variables,
+        "pb_data": with_service_password(pb_data, None) if pb_data else {},
+        "i_account": as_integer(delivery.variables.get("i_account")),
+    }
+    try:
+        holds = bool(expression(condition, "filter")(**context))
+    except Exception as exc:
+        reason = f"the handler's filter cannot be evaluated on this event: {exc}"
+        return _failed(started, reason[:1000], True)
+    if holds:
+        return None
+    reason = f"skipped: the filter {condition!r} is false for this event"
+    return AttemptResult(
+        Outcome(OutcomeKind.SKIPPED, reason),
+        None,
+        f"filter {condition!r} -> false",
+        None,
+        (time.perf_counter() - started) * 1000,
+    )
 
 
 def _failed(started: float, reason: str, configuration_problem: bool) -> AttemptResult:

@@ -25,7 +25,9 @@ from opennsps.store.schema import attempts, deliveries, events
 
 EventState = Literal["unrouted", "pending", "waiting", "delivered", "rejected", "dead"]
 EVENT_STATES: tuple[str, ...] = get_args(EventState)
-DeliveryStateName = Literal["pending", "in_flight", "waiting", "delivered", "rejected", "dead"]
+DeliveryStateName = Literal[
+    "pending", "in_flight", "waiting", "delivered", "rejected", "dead", "skipped"
+]
 DELIVERY_STATES: tuple[str, ...] = get_args(DeliveryStateName)
 MAX_LIMIT = 1000
 
@@ -110,7 +112,10 @@ def _state_condition(state: str) -> Any:
     if state == "delivered":
         others = (
             select(deliveries.c.id)
-            .where(deliveries.c.event_seq == events.c.seq, deliveries.c.state != "delivered")
+            .where(
+                deliveries.c.event_seq == events.c.seq,
+                deliveries.c.state.notin_(("delivered", "skipped")),  # nothing failed
+            )
             .exists()
         )
         return and_(any_delivery, ~others)

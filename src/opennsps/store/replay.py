@@ -18,7 +18,7 @@ from opennsps.store.engine import write_transaction
 from opennsps.store.queries import DeadFilter, EventFilter, dead_query, event_query
 from opennsps.store.schema import deliveries, events
 
-REPLAYABLE = ("pending", "waiting", "delivered", "rejected", "dead")
+REPLAYABLE = ("pending", "waiting", "delivered", "rejected", "dead", "skipped")
 
 
 class Replayer:

@@ -72,7 +72,7 @@ function json(value) {
 }
 
 const OUTCOME_CLASS = {
-  delivered: "ok", waiting: "idle", retry: "warn", pending: "warn", in_flight: "idle",
+  delivered: "ok", waiting: "idle", retry: "warn", pending: "warn", in_flight: "idle", skipped: "idle",
   rejected: "bad", dead: "bad", unrouted: "idle", enabled: "ok", disabled: "idle",
   archived: "idle", paused: "warn",
 };
@@ -160,8 +160,8 @@ function stopTimers() {
   state.timers = [];
 }
 
-function field(labelText, input) {
-  return h("label", {}, labelText, input);
+function field(labelText, ...children) {
+  return h("label", {}, labelText, ...children);
 }
 
 function formValues(form) {
@@ -706,7 +706,7 @@ function handlerForm(view, existing) {
         events: v.events.split(/[\s,]+/).filter(Boolean),
         enrichment: v.enrichment, service_password: v.service_password,
         status_group: v.status_group || null, max_concurrency: Number(v.max_concurrency),
-        holds_back: v.holds_back,
+        holds_back: v.holds_back, filter: v.filter || null, filter_status: v.filter_status,
         [v.type]: typeSettings,
       };
       if (retry) definition.retry = retry;
@@ -737,6 +737,10 @@ function handlerForm(view, existing) {
       field("Events (patterns, e.g. Subscriber/*)", h("input", { name: "events", value: existing ? existing.events.join(", ") : "Subscriber/*", required: true })),
       field("Status group (PortaBilling)", h("input", { name: "status_group", value: existing && existing.status_group ? existing.status_group : "" })),
       field("Max concurrency", h("input", { name: "max_concurrency", type: "number", min: 1, max: 1000, value: existing ? existing.max_concurrency : 16 })),
+      h("div", { class: "wide" }, field("Filter (optional: only events for which it is true go, e.g. pb_data.account_info.i_product in [3776, 3777])",
+        h("input", { name: "filter", value: existing && existing.filter ? existing.filter : "" }), h("span", { class: "field-error", hidden: true }))),
+      field("A skipped event reports to PortaBilling", h("select", { name: "filter_status" },
+        [["none", "nothing"], ["OK", "OK"]].map(([value, text]) => h("option", { value, selected: (existing ? existing.filter_status : "none") === value }, text)))),
       field("Holds back larger priority numbers", h("select", { name: "holds_back" },
         [["until_first_attempt", "until its first attempt"], ["until_done", "until done (delivered, rejected or dead)"], ["never", "never"]].map(([value, text]) =>
           h("option", { value, selected: (existing ? existing.holds_back : "until_first_attempt") === value }, text)))),
@@ -811,7 +815,7 @@ async function logsPage(view, args, params) {
     field("Event type", h("input", { name: "event_type", placeholder: "Subscriber/*" })),
     field("Handler", h("select", { name: "handler_id" }, h("option", { value: "" }, "any"), handlers.map((x) => h("option", { value: x.id, selected: handlerId === x.id }, x.id)))),
     field("Handler type", h("select", { name: "handler_type" }, ["", "http", "script", "python", "template"].map((t) => h("option", { value: t }, t || "any")))),
-    field("Outcome", h("select", { name: "outcome" }, ["", "delivered", "waiting", "retry", "rejected", "dead"].map((t) => h("option", { value: t }, t || "any")))),
+    field("Outcome", h("select", { name: "outcome" }, ["", "delivered", "waiting", "retry", "rejected", "dead", "skipped"].map((t) => h("option", { value: t }, t || "any")))),
     field("Account (i_account)", h("input", { name: "i_account", inputmode: "numeric" })),
     field("MSISDN", h("input", { name: "msisdn" })),
     field("IMSI", h("input", { name: "imsi" })),
