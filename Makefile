@@ -9,6 +9,8 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 CONFIG ?= opennsps.example.yaml
+# The example's secrets are change-me placeholders: serve refuses them unless told.
+SERVE_FLAGS ?= $(if $(filter opennsps.example.yaml,$(CONFIG)),--insecure-defaults,)
 # Debian packages the tests use: Perl's TLS client, for the ESPF guide's Perl sample calls,
 # and the modules of its sample application (Plack, Const::Fast, Cpanel::JSON::XS,
 # Cache::LRU, HTTP::Status), for a Perl application written like it;
@@ -35,7 +37,7 @@ run: $(VENV)/.synced
 
 ## serve: only the gateway, with $(CONFIG) (SQLite at ./var/opennsps.db by default)
 serve: $(VENV)/.synced
-	$(VENV)/bin/opennsps serve --config $(CONFIG)
+	$(VENV)/bin/opennsps serve --config $(CONFIG) $(SERVE_FLAGS)
 
 ## test: lint, type-check and run every test (SQLite and PostgreSQL)
 test: $(VENV)/.synced lint typecheck debian-packages

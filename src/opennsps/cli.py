@@ -16,12 +16,14 @@ from opennsps.cli_support import (
     out,
     parse_since,
     print_error,
+    print_warning,
     settings_or_exit,
     show_time,
     store_or_exit,
 )
-from opennsps.config import describe_settings, redact_url
+from opennsps.config import describe_settings, example_secrets, redact_url
 from opennsps.connector.cli import app as connector_app
+from opennsps.connectors.plugin import PluginLoadError, check_plugin
 from opennsps.console.cli import app as users_app
 from opennsps.pipeline.cli import register as register_pipeline_commands
 from opennsps.sandbox.cli import app as sandbox_app
@@ -57,6 +59,13 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Override server.host.")] = None,
     port: Annotated[int | None, typer.Option(help="Override server.port.")] = None,
+    insecure_defaults: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-defaults",
+            help="Start although secrets still have the example's placeholder values.",
+        ),
+    ] = False,
 ) -> None:
     """Run the gateway (ESPF ingress, pipeline, management API) until interrupted."""
     import uvicorn
@@ -66,6 +75,14 @@ def serve(
     from opennsps.logging import configure_logging
 
     settings = settings_or_exit(config)
+    placeholders = example_secrets(settings)
+    if placeholders and not insecure_defaults:
+        print_error(
+            "secrets still have the example's placeholder values: "
+            + ", ".join(placeholders)
+            + " (set real ones, or start with --insecure-defaults for a trial)"
+        )
+        raise typer.Exit(2)
     configure_logging(settings.logging.level)
     store = store_or_exit(settings)
     uvicorn.run(
@@ -86,6 +103,18 @@ def config_check(
 ) -> None:
     """Validate a configuration file (with OPENNSPS_* overrides applied); exit 2 if invalid."""
     settings = settings_or_exit(file)
+    problems = []
+    for handler in settings.handlers:
+        if handler.python is not None:
+            try:
+                check_plugin(handler.python.entry_point, handler.python.options)
+            except PluginLoadError as exc:
+                problems.append(f"handlers.{handler.id}.python: {exc}")
+    if problems:
+        print_error(f"invalid configuration ({file}):\n  " + "\n  ".join(problems))
+        raise typer.Exit(2)
+    for where in example_secrets(settings):
+        print_warning(f"{where} still has the example's placeholder value: set a real secret")
     out.print(f"{file}: OK ({len(settings.ingress.sources)} ESPF source(s))")
     if show:
         out.print_json(orjson.dumps(describe_settings(settings)).decode())

@@ -46,6 +46,10 @@ def use_config(path: Path | None) -> None:
     _root_config = path
 
 
+def print_warning(message: object) -> None:
+    err.print(f"[yellow]warning:[/yellow] {escape(str(message))}", markup=True, highlight=False)
+
+
 def settings_or_exit(path: Path | None) -> Settings:
     try:
         return load_settings(path if path is not None else _root_config)

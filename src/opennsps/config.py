@@ -630,3 +630,30 @@ PATTERN_WORDS = {
     URL_PATTERN: "a URL starting with http:// or https://",
     ENTRY_POINT_PATTERN: "module:Factory, e.g. opennsps.connectors.hss:HssConnector",
 }
+
+
+#: Secrets that are placeholders of the example configuration, not secrets.
+EXAMPLE_SECRET_PREFIX = "change-me"  # noqa: S105 (a placeholder to detect, not a secret)
+
+
+def example_secrets(settings: BaseModel, path: str = "") -> list[str]:
+    """Where a secret still has the example configuration's placeholder value."""
+    found: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        where = f"{path}.{name}" if path else name
+        found.extend(_example_secrets_in(value, where))
+    return found
+
+
+def _example_secrets_in(value: Any, where: str) -> list[str]:
+    if isinstance(value, SecretStr):
+        text = value.get_secret_value().strip().lower()
+        return [where] if text.startswith(EXAMPLE_SECRET_PREFIX) else []
+    if isinstance(value, BaseModel):
+        return example_secrets(value, where)
+    if isinstance(value, Mapping):
+        return [w for k, v in value.items() for w in _example_secrets_in(v, f"{where}.{k}")]
+    if isinstance(value, list | tuple):
+        return [w for i, v in enumerate(value) for w in _example_secrets_in(v, f"{where}.{i}")]
+    return []

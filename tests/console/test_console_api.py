@@ -382,7 +382,8 @@ def test_a_handler_saved_as_shown_keeps_its_secrets(tmp_path: Path) -> None:
             "events": ["Subscriber/*"],
             "type": "python",
             "python": {
-                "entry_point": "opennsps.connectors.radius:RadiusConnector",
+                # a plug-in of the operator's own: its options are free-form
+                "entry_point": "tests.pipeline.plugin_connector:create",
                 "options": {
                     "database": "postgresql+psycopg://radius:pa55@db/radius",
                     "provisioning_key": "k-123456",
@@ -391,6 +392,21 @@ def test_a_handler_saved_as_shown_keeps_its_secrets(tmp_path: Path) -> None:
             },
         }
         assert api.post("/handlers", json=python).status_code == 201
+        # A built-in plug-in's options are checked when saved, and so is the entry point.
+        radius = {
+            **python,
+            "id": "radius-builtin",
+            "python": {
+                "entry_point": "opennsps.connectors.radius:RadiusConnector",
+                "options": python["python"]["options"],  # type: ignore[index]
+            },
+        }
+        refused = api.post("/handlers", json=radius)
+        assert refused.status_code == 422
+        assert "provisioning_key: unknown key" in refused.json()["message"]
+        missing = {**python, "id": "nowhere", "python": {"entry_point": "no.such.module:Thing"}}
+        refused = api.post("/handlers", json=missing)
+        assert refused.status_code == 422 and "cannot load no.such.module:Thing" in refused.text
         for handler_id in ("crm", "radius"):
             shown = api.get(f"/handlers/{handler_id}").json()
             assert "[redacted]" in str(shown)

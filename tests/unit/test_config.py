@@ -130,6 +130,9 @@ def test_config_check_command(tmp_path: Path) -> None:
     assert good.exit_code == 0, good.output
     assert "OK (1 ESPF source(s))" in good.output
     assert "change-me" not in good.output and "**********" in good.output
+    # The example's placeholders are named, so that none reaches production unnoticed.
+    assert "warning: ingress.sources.default.auth.password still has the example's" in (good.output)
+    assert "api.tokens.0.token" in good.output
     bad = runner.invoke(cli, ["config", "check", str(write(tmp_path, "server: {port: -1}\n"))])
     assert bad.exit_code == 2
     assert "server.port" in bad.output
@@ -157,3 +160,25 @@ def test_lists_from_the_environment(tmp_path: Path) -> None:
     env = {"OPENNSPS_INGRESS__SOURCES__A__AUTH__KEYS": "[k1, k2]"}
     auth = load_settings(path, environ=env).ingress.sources["a"].auth
     assert [k.get_secret_value() for k in auth.keys] == ["k1", "k2"]  # type: ignore[union-attr]
+
+
+def test_config_check_loads_plugins_and_serve_refuses_placeholder_secrets(tmp_path: Path) -> None:
+    runner = CliRunner()
+    handlers = (
+        "handlers:\n"
+        "  - {id: hss, events: ['*'], type: python,\n"
+        "     python: {entry_point: 'opennsps.connectors.hss:HssConnector', options: {url: x}}}\n"
+        "  - {id: gone, events: ['*'], type: python, python: {entry_point: 'no.such:Thing'}}\n"
+    )
+    checked = runner.invoke(cli, ["config", "check", str(write(tmp_path, handlers))])
+    assert checked.exit_code == 2
+    assert "handlers.hss.python: opennsps.connectors.hss:HssConnector options: profiles:" in (
+        checked.output
+    )
+    assert "handlers.gone.python: cannot load no.such:Thing" in checked.output
+    placeholder = write(
+        tmp_path, "api: {tokens: [{name: a, token: change-me-please-0000, role: admin}]}\n"
+    )
+    refused = runner.invoke(cli, ["serve", "-c", str(placeholder), "--port", "0"])
+    assert refused.exit_code == 2 and "api.tokens.0.token" in refused.output
+    assert "--insecure-defaults" in refused.output

@@ -23,6 +23,9 @@ import time
 from datetime import timedelta
 from typing import Any, Protocol
 
+from pydantic import BaseModel, ValidationError
+
+from opennsps.config import plain_message
 from opennsps.connector.errors import ConnectorError, Rejected, Unauthorized
 from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
 from opennsps.domain.outcomes import Outcome, OutcomeKind
@@ -40,13 +43,35 @@ class Plugin(Protocol):
     ) -> dict[str, Any] | None: ...
 
 
-def load_plugin(entry_point: str, options: dict[str, Any]) -> Plugin:
+def plugin_factory(entry_point: str) -> Any:
+    """The object an entry point names (`package.module:Factory`), imported."""
     module_name, _, attribute = entry_point.partition(":")
     try:
         module = importlib.import_module(module_name)
-        factory = getattr(module, attribute)
+        return getattr(module, attribute)
     except (ImportError, AttributeError) as exc:
         raise PluginLoadError(f"cannot load {entry_point}: {exc}") from exc
+
+
+def check_plugin(entry_point: str, options: dict[str, Any]) -> None:
+    """Without building it: the plug-in can be imported, and its options pass its
+    `options_model` (a pydantic model class) when it declares one. PluginLoadError says
+    what is wrong."""
+    factory = plugin_factory(entry_point)
+    model = getattr(factory, "options_model", None)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        try:
+            model.model_validate(options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(options)'}: {plain_message(e)}"
+                for e in exc.errors(include_url=False)
+            )
+            raise PluginLoadError(f"{entry_point} options: {problems}") from None
+
+
+def load_plugin(entry_point: str, options: dict[str, Any]) -> Plugin:
+    factory = plugin_factory(entry_point)
     try:
         plugin = factory(options)
     except Exception as exc:

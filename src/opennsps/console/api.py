@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from opennsps.config import HandlerConfig
 from opennsps.connectors.payload import nsps_event
-from opennsps.connectors.plugin import PluginLoadError
+from opennsps.connectors.plugin import PluginLoadError, check_plugin
 from opennsps.console.auth import require
 from opennsps.console.masking import masked_definition, with_stored_secrets
 from opennsps.console.roles import Caller
@@ -135,8 +135,18 @@ def get_handler(request: Request, handler_id: Text, _: Viewer) -> dict[str, Any]
     return handler_view(_pipeline(request).handler_store.get(handler_id))
 
 
+def _plugin_checked(definition: HandlerConfig) -> None:
+    """A python handler's plug-in is importable and its options pass its options model."""
+    if definition.python is not None:
+        try:
+            check_plugin(definition.python.entry_point, definition.python.options)
+        except PluginLoadError as exc:
+            raise ApiError(422, str(exc), "invalid_plugin") from None
+
+
 @router.post("/handlers", tags=["handlers"], status_code=201)
 def create_handler(request: Request, definition: HandlerConfig, _: Admin) -> dict[str, Any]:
+    _plugin_checked(definition)
     pipeline = _pipeline(request)
     try:
         stored = pipeline.handler_store.create(definition)
@@ -154,8 +164,10 @@ def replace_handler(
         raise ApiError(409, "the body's id must be the handler id in the path", "id_mismatch")
     pipeline = _pipeline(request)
     current = pipeline.handler_store.get(handler_id)
+    merged = with_stored_secrets(definition, current.definition)
+    _plugin_checked(merged)
     try:
-        stored = pipeline.handler_store.replace(with_stored_secrets(definition, current.definition))
+        stored = pipeline.handler_store.replace(merged)
     except HandlerConflict as exc:
         raise ApiError(409, str(exc), "managed_in_config") from exc
     pipeline.reload_handlers()

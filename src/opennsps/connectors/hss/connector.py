@@ -33,6 +33,7 @@ HSS_LINKS = link_table(MetaData(), "hss_links", "imsi", 32)
 
 class HssConnector(Connector):
     status_group = "HSS"
+    options_model = HssOptions  # `config check` validates options with it
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)

@@ -45,6 +45,7 @@ def _stale_name(linked: str | None, wanted: RadiusUser | None) -> str | None:
 
 class RadiusConnector(Connector):
     status_group = "Netaccess"
+    options_model = RadiusOptions  # `config check` validates options with it
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
