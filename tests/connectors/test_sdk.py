@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ import orjson
 import pytest
 
 from opennsps.connector import create_app
+from opennsps.connector.gateway import GatewayClient, GatewayError, GatewaySettings
 from opennsps.connectors.plugin import PluginConnector, load_plugin
 from opennsps.domain.outcomes import OutcomeKind
 from opennsps.logging import configure_logging
 from tests.connectors.sdk_examples import Echo
+from tests.pipeline.harness import OPERATOR_TOKEN, wait_for, wired
 from tests.support import contract_validator, free_port, running
 
 TOKEN = "sdk-test-token-0123456789"
@@ -232,3 +235,40 @@ def test_connector_serve_refuses_a_missing_token() -> None:
     )
     assert done.returncode == 2
     assert "OPENNSPS_CONNECTOR_TOKEN" in done.stderr
+
+
+def test_a_connector_reports_back_through_the_gateway_client(
+    dataset_file: Path, tmp_path: Path
+) -> None:
+    """The SDK's way back to OpenNSPS: a status that finished later reaches PortaBilling's
+    ESPF, an event is scheduled there; a refusal is a GatewayError with the reason."""
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    with wired(store_url, dataset_file, lambda _: []) as (sandbox, gw, _connector):
+        client = GatewayClient(GatewaySettings(url=gw.url, token=OPERATOR_TOKEN))
+        wrong = GatewayClient(GatewaySettings(url=gw.url, token="not-a-token-0000"))
+
+        async def use() -> str:
+            await client.report_status(100_001, "CRM", "FAILED", error="no such plan")
+            start = datetime.now(UTC) + timedelta(minutes=5)
+            await client.schedule_event("Custom/NextMonth", {"i_account": 100_001}, start)
+            try:
+                await wrong.report_status(100_001, "CRM", "OK")
+            except GatewayError as exc:
+                return str(exc)
+            finally:
+                await client.close()
+                await wrong.close()
+            return ""
+
+        refused = asyncio.run(use())
+        assert "HTTP 401" in refused
+        wait_for(
+            lambda: sandbox.get("/sandbox/statuses/100001")["latest"],
+            what="the status at PortaBilling",
+        )
+        [latest] = sandbox.get("/sandbox/statuses/100001")["latest"]
+        assert (latest["group"], latest["status"], latest["error"]) == (
+            "CRM",
+            "FAILED",
+            "no such plan",
+        )

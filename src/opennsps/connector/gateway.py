@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 from pydantic import BaseModel, Field, SecretStr
+
+from opennsps.http_client import LazySession, read_limited
 
 Status = Literal["OK", "IN_PROGRESS", "RETRY", "FAILED"]
 
@@ -25,14 +27,16 @@ class GatewaySettings(BaseModel):
 class GatewayClient:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
-        self._http = httpx.AsyncClient(
-            base_url=settings.url.rstrip("/") + "/api/v1",
+        self.base_url = settings.url.rstrip("/") + "/api/v1"
+        self._http = LazySession(
             timeout=settings.timeout,
+            max_connections=4,
+            verify_tls=True,
             headers={"Authorization": f"Bearer {settings.token.get_secret_value()}"},
         )
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     async def report_status(
         self,
@@ -71,10 +75,12 @@ class GatewayClient:
 
     async def _post(self, path: str, body: dict[str, Any]) -> None:
         try:
-            response = await self._http.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise GatewayError(f"OpenNSPS at {self.settings.url} did not answer: {exc}") from exc
-        if response.status_code >= 300:
+            async with self._http.get().post(f"{self.base_url}{path}", json=body) as response:
+                status = response.status
+                answer = (await read_limited(response)).decode("utf-8", errors="replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise GatewayError(
-                f"OpenNSPS refused {path}: HTTP {response.status_code} {response.text[:300]}"
-            )
+                f"OpenNSPS at {self.settings.url} did not answer: {exc or 'timeout'}"
+            ) from exc
+        if status >= 300:
+            raise GatewayError(f"OpenNSPS refused {path}: HTTP {status} {answer[:300]}")

@@ -16,15 +16,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
 from opennsps.connectors.templating import Compiled, TemplateError, expression
 from opennsps.domain.outcomes import Outcome, OutcomeKind, classify
 from opennsps.domain.routing import matches
+from opennsps.http_client import LazySession, read_limited
 
 DEFAULT_SUCCESS = "200 <= status < 300"
+MAX_CONNECTIONS = 16  # to one system: a handler's max_concurrency is 16 by default
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,19 @@ class TemplateConnector:
     ) -> None:
         self.calls = compile_calls(calls)
         self.secrets = dict(secrets)
-        self._http = httpx.AsyncClient(
-            base_url=base_url or "", timeout=timeout, verify=verify_tls, follow_redirects=False
+        self.base_url = (base_url or "").rstrip("/")
+        self._http = LazySession(
+            timeout=timeout, max_connections=MAX_CONNECTIONS, verify_tls=verify_tls
         )
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
+
+    def _absolute(self, url: str) -> str:
+        """A call's URL: as written when absolute, else below base_url."""
+        if url.startswith(("http://", "https://")) or not self.base_url:
+            return url
+        return f"{self.base_url}/{url.lstrip('/')}"
 
     async def deliver(
         self, event: dict[str, Any], *, request_id: str | None, unique_id: str | None
@@ -108,16 +117,20 @@ class TemplateConnector:
         if body is not None and not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"  # the body is sent as JSON
         try:
-            response = await self._http.request(
+            async with self._http.get().request(
                 call.method,
-                url,
+                self._absolute(url),
                 headers=headers,
-                content=orjson.dumps(body) if body is not None else None,
-            )
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+                data=orjson.dumps(body) if body is not None else None,
+                allow_redirects=False,  # a redirect is the connector's answer to judge
+            ) as response:
+                answer = Answer(
+                    response.status, response.headers.copy(), await read_limited(response)
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500] if str(exc) else "no answer in time"
             return _result(started, classify(None, error=error), None, error)
-        return self._judge(started, call, response)
+        return self._judge(started, call, answer)
 
     def _context(self, event: dict[str, Any]) -> dict[str, Any]:
         variables = event.get("data", {}).get("variables") or {}
@@ -134,11 +147,11 @@ class TemplateConnector:
         }
 
     @staticmethod
-    def _judge(started: float, call: TemplateCall, response: httpx.Response) -> AttemptResult:
+    def _judge(started: float, call: TemplateCall, response: Answer) -> AttemptResult:
         excerpt = response.content[:EXCERPT_BYTES].decode("utf-8", errors="replace")
         try:
-            body = response.json() if response.content else None
-        except ValueError:
+            body = orjson.loads(response.content) if response.content else None
+        except orjson.JSONDecodeError:
             body = None
         try:
             passed = bool(
@@ -179,10 +192,19 @@ def _trace(request_id: str | None, unique_id: str | None) -> dict[str, str | Non
     return {"x-b3-traceid": request_id, "x-request-id": unique_id}
 
 
+@dataclass(frozen=True)
+class Answer:
+    """The system's answer to a call, read whole (at most the outbound answer cap)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
 def _result(
     started: float,
     outcome: Outcome,
-    response: httpx.Response | None,
+    response: Answer | None,
     error: str | None,
     excerpt: str = "",
 ) -> AttemptResult:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import aiohttp
+import orjson
 
 from opennsps.connector.errors import Rejected, ServiceError, Unauthorized, Unavailable
+from opennsps.http_client import LazySession, read_limited
 
 # How each database PyHSS runs on words a unique-key violation: SQLite, PostgreSQL, MySQL.
 DUPLICATE_MARKERS = (
@@ -21,6 +23,7 @@ DUPLICATE_MARKERS = (
     "Duplicate entry",
 )
 OPERATIONAL_MARKER = "database operational error"
+MAX_CONNECTIONS = 16  # to one PyHSS: a handler's max_concurrency is 16 by default
 
 
 class Duplicate(Exception):
@@ -28,13 +31,24 @@ class Duplicate(Exception):
 
 
 class PyHssClient:
-    def __init__(self, url: str, *, provisioning_key: str | None, timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        provisioning_key: str | None,
+        timeout: float,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         headers = {"Provisioning-Key": provisioning_key} if provisioning_key else {}
         self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, headers=headers)
+        # The project's one outbound HTTP client (http_client.py): the same limits, TLS
+        # settings and answer cap as every other call OpenNSPS makes.
+        self._http = LazySession(
+            timeout=timeout, max_connections=max_connections, verify_tls=True, headers=headers
+        )
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     async def auc_by_imsi(self, imsi: str) -> dict[str, Any] | None:
         return await self._object("GET", f"/auc/imsi/{imsi}")
@@ -73,7 +87,7 @@ class PyHssClient:
 
     async def subscribers(self, page: int, page_size: int) -> list[dict[str, Any]]:
         answer = await self._request(
-            "GET", "/subscriber/list", params={"page": page, "page_size": page_size}
+            "GET", "/subscriber/list", params={"page": str(page), "page_size": str(page_size)}
         )
         return answer if isinstance(answer, list) else []
 
@@ -87,31 +101,41 @@ class PyHssClient:
             raise ServiceError(f"PyHSS answered {method} {path} with {str(answer)[:200]}")
         return answer
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
         try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
+            async with self._http.get().request(
+                method, f"{self.url}{path}", json=json, params=params
+            ) as response:
+                status = response.status
+                content = await read_limited(response)
+        except TimeoutError as exc:
             raise Unavailable(
                 f"PyHSS at {self.url} did not answer {method} {path} in time"
             ) from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise Unavailable(f"PyHSS at {self.url} cannot be reached: {exc}") from exc
         try:
-            answer = response.json() if response.content else None
-        except ValueError:
-            answer = response.text[:300]
-        if response.status_code == 200:
+            answer = orjson.loads(content) if content else None
+        except orjson.JSONDecodeError:
+            answer = content[:300].decode("utf-8", errors="replace")
+        if status == 200:
             return answer
         reason = _reason(answer)
-        if response.status_code == 401:
+        if status == 401:
             raise Unauthorized(f"PyHSS refused the Provisioning-Key ({reason})")
-        if response.status_code == 400 and any(m in reason for m in DUPLICATE_MARKERS):
+        if status == 400 and any(m in reason for m in DUPLICATE_MARKERS):
             raise Duplicate(reason)
-        if response.status_code == 400 and OPERATIONAL_MARKER in reason:
+        if status == 400 and OPERATIONAL_MARKER in reason:
             raise Unavailable(f"PyHSS's database failed {method} {path} for now: {reason}")
-        if 400 <= response.status_code < 500:
-            raise Rejected(f"PyHSS refused {method} {path}: HTTP {response.status_code} {reason}")
-        raise ServiceError(f"PyHSS failed {method} {path}: HTTP {response.status_code} {reason}")
+        if 400 <= status < 500:
+            raise Rejected(f"PyHSS refused {method} {path}: HTTP {status} {reason}")
+        raise ServiceError(f"PyHSS failed {method} {path}: HTTP {status} {reason}")
 
 
 def _null_answer(call: str, body: dict[str, Any]) -> ServiceError:
