@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -140,6 +141,73 @@ def db_upgrade(config: ConfigOption = None) -> None:
         out.print(f"{where}: schema already at {after}")
     else:
         out.print(f"{where}: schema upgraded from {before or 'empty'} to {after}")
+
+
+@db_app.command("current")
+def db_current(config: ConfigOption = None) -> None:
+    """The store's schema revision, and the newest this version of OpenNSPS knows."""
+    from opennsps.store import migrate
+    from opennsps.store.engine import build_engine
+
+    settings = settings_or_exit(config)
+    engine = build_engine(settings.store)
+    try:
+        current = migrate.current_revision(engine)
+    except Exception as exc:
+        print_error(f"cannot read the store's schema: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    head = migrate.head_revision()
+    where = redact_url(settings.store.url)
+    state = "up to date" if current == head else f"behind: run opennsps db upgrade to {head}"
+    if current is not None and current > (head or ""):
+        state = f"ahead of this version's {head}: a newer OpenNSPS migrated it"
+    out.print(f"{where}: schema {current or 'empty'} ({state})")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help='The revision to go back to, e.g. "0005".')],
+    config: ConfigOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+) -> None:
+    """Go back to an older schema (before running an older OpenNSPS; back the store up
+    first: a downgrade drops what the newer schema added)."""
+    from opennsps.store import migrate
+    from opennsps.store.engine import build_engine
+
+    settings = settings_or_exit(config)
+    if not yes:
+        typer.confirm(
+            f"Downgrade {redact_url(settings.store.url)} to {revision}?", default=False, abort=True
+        )
+    engine = build_engine(settings.store)
+    try:
+        before, after = migrate.downgrade(engine, revision)
+    except Exception as exc:
+        print_error(f"downgrade failed: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    out.print(f"{redact_url(settings.store.url)}: schema downgraded from {before} to {after}")
+
+
+@db_app.command("backup")
+def db_backup(
+    target: Annotated[Path, typer.Argument(help="The new file the copy is written to.")],
+    config: ConfigOption = None,
+) -> None:
+    """Copy a SQLite store to TARGET while OpenNSPS keeps running (online backup)."""
+    from opennsps.store.backup import BackupError, backup_sqlite
+
+    settings = settings_or_exit(config)
+    try:
+        pages = backup_sqlite(settings.store.url, target)
+    except (BackupError, OSError, sqlite3.Error) as exc:
+        print_error(f"backup failed: {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"{redact_url(settings.store.url)} copied to {target} ({pages} pages, checked)")
 
 
 @events_app.command("list")

@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from opennsps.cli import app as cli
+from opennsps.config import StoreConfig
 from opennsps.store.event_store import EventStore
 from tests.support import basic_header, event_body
 
@@ -114,3 +115,46 @@ def test_a_wrong_method_names_every_method_the_path_takes(gateway: str) -> None:
     assert answer.status_code == 405
     assert answer.headers["allow"] == "DELETE, GET, PUT"
     assert answer.json()["type"] == "validation_error"
+
+
+def test_db_current_and_downgrade(tmp_path: Path, store_url: str) -> None:
+    config = str(config_file(tmp_path, store_url))
+    assert runner.invoke(cli, ["db", "upgrade", "-c", config]).exit_code == 0
+    current = runner.invoke(cli, ["db", "current", "-c", config])
+    assert current.exit_code == 0 and "schema 0006 (up to date)" in current.output
+    refused = runner.invoke(cli, ["db", "downgrade", "0005", "-c", config], input="n\n")
+    assert refused.exit_code == 1  # asked first; "no" changes nothing
+    down = runner.invoke(cli, ["db", "downgrade", "0005", "--yes", "-c", config])
+    assert down.exit_code == 0 and "downgraded from 0006 to 0005" in down.output
+    behind = runner.invoke(cli, ["db", "current", "-c", config])
+    assert "schema 0005 (behind: run opennsps db upgrade to 0006)" in behind.output
+    assert "to 0006" in runner.invoke(cli, ["db", "upgrade", "-c", config]).output
+
+
+def test_db_backup_copies_a_running_sqlite_store(
+    gateway: str, store: EventStore, store_url: str, tmp_path: Path
+) -> None:
+    config = str(config_file(tmp_path, store_url))
+    target = tmp_path / "backups" / "copy.db"
+    if not store_url.startswith("sqlite"):
+        refused = runner.invoke(cli, ["db", "backup", str(target), "-c", config])
+        assert refused.exit_code == 1 and "pg_dump" in refused.output
+        return
+    for i_event in range(1, 6):
+        answer = httpx.post(
+            f"{gateway}/espf/events", json=event_body(i_event), headers=basic_header()
+        )
+        assert answer.status_code == 200
+    made = runner.invoke(cli, ["db", "backup", str(target), "-c", config])
+    assert made.exit_code == 0, made.output
+    assert "checked" in made.output
+    again = runner.invoke(cli, ["db", "backup", str(target), "-c", config])
+    assert again.exit_code == 1 and "exists already" in again.output
+    # Restored: the copy is a store with every event the original had.
+    restored = EventStore(StoreConfig(url=f"sqlite:///{target}"))
+    try:
+        assert restored.upgrade() == ("0006", "0006")
+        copied = {e.event_id for e in restored.list_events(limit=100)}
+    finally:
+        restored.close()
+    assert copied == {e.event_id for e in store.list_events(limit=100)} and len(copied) == 5

@@ -41,3 +41,17 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
         command.upgrade(config, "head")
         after = MigrationContext.configure(connection).get_current_revision()
     return before, after
+
+
+def downgrade(engine: Engine, revision: str) -> tuple[str | None, str | None]:
+    """Go back to `revision` (e.g. "0005", or "base" for an empty schema); returns
+    (revision before, revision after)."""
+    config = _alembic_config()
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
+        before = MigrationContext.configure(connection).get_current_revision()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+        after = MigrationContext.configure(connection).get_current_revision()
+    return before, after
