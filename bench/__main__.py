@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from bench import execution_log, ingest, pipeline, sandbox
+from bench import cli, execution_log, ingest, pipeline, sandbox
 
 BENCHMARKS = {
+    "cli": cli.run,
     "ingest": ingest.run,
     "sandbox": sandbox.run,
     "pipeline": pipeline.run,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -22,12 +22,13 @@ from opennsps.cli_support import (
     show_time,
     store_or_exit,
 )
-from opennsps.config import describe_settings, example_secrets, redact_url
 from opennsps.connector.cli import app as connector_app
-from opennsps.connectors.plugin import PluginLoadError, check_plugin
 from opennsps.console.cli import app as users_app
 from opennsps.pipeline.cli import register as register_pipeline_commands
 from opennsps.sandbox.cli import app as sandbox_app
+
+if TYPE_CHECKING:
+    from opennsps.config import Settings
 
 app = typer.Typer(
     help="OpenNSPS: the provisioning gateway for PortaBilling ESPF events.",
@@ -46,6 +47,12 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(connector_app, name="connector")
 app.add_typer(users_app, name="users")
 register_pipeline_commands(app)
+
+
+def _store_name(settings: Settings) -> str:
+    from opennsps.config import redact_url
+
+    return redact_url(settings.store.url)
 
 
 @app.callback()
@@ -72,6 +79,7 @@ def serve(
     import uvicorn
 
     from opennsps.app import create_app
+    from opennsps.config import example_secrets
     from opennsps.http_server import uvicorn_options
     from opennsps.logging import configure_logging
 
@@ -103,6 +111,9 @@ def config_check(
     ] = False,
 ) -> None:
     """Validate a configuration file (with OPENNSPS_* overrides applied); exit 2 if invalid."""
+    from opennsps.config import describe_settings, example_secrets
+    from opennsps.connectors.plugin import PluginLoadError, check_plugin
+
     settings = settings_or_exit(file)
     problems = []
     for handler in settings.handlers:
@@ -136,7 +147,7 @@ def db_upgrade(config: ConfigOption = None) -> None:
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
-    where = redact_url(settings.store.url)
+    where = _store_name(settings)
     if before == after:
         out.print(f"{where}: schema already at {after}")
     else:
@@ -159,7 +170,7 @@ def db_current(config: ConfigOption = None) -> None:
     finally:
         engine.dispose()
     head = migrate.head_revision()
-    where = redact_url(settings.store.url)
+    where = _store_name(settings)
     state = "up to date" if current == head else f"behind: run opennsps db upgrade to {head}"
     if current is not None and current > (head or ""):
         state = f"ahead of this version's {head}: a newer OpenNSPS migrated it"
@@ -180,7 +191,7 @@ def db_downgrade(
     settings = settings_or_exit(config)
     if not yes:
         typer.confirm(
-            f"Downgrade {redact_url(settings.store.url)} to {revision}?", default=False, abort=True
+            f"Downgrade {_store_name(settings)} to {revision}?", default=False, abort=True
         )
     engine = build_engine(settings.store)
     try:
@@ -190,7 +201,7 @@ def db_downgrade(
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
-    out.print(f"{redact_url(settings.store.url)}: schema downgraded from {before} to {after}")
+    out.print(f"{_store_name(settings)}: schema downgraded from {before} to {after}")
 
 
 @db_app.command("backup")
@@ -207,7 +218,7 @@ def db_backup(
     except (BackupError, OSError, sqlite3.Error) as exc:
         print_error(f"backup failed: {exc}")
         raise typer.Exit(1) from None
-    out.print(f"{redact_url(settings.store.url)} copied to {target} ({pages} pages, checked)")
+    out.print(f"{_store_name(settings)} copied to {target} ({pages} pages, checked)")
 
 
 @events_app.command("list")

@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from opennsps.config import ConfigError, Settings, load_settings, redact_url
-from opennsps.store.event_store import EventStore
 from opennsps.terminal import console
+
+if TYPE_CHECKING:  # imported when a command runs: `opennsps --help` stays fast
+    from opennsps.config import Settings
+    from opennsps.store.event_store import EventStore
 
 out = console()
 err = console(stderr=True)
@@ -51,6 +53,8 @@ def print_warning(message: object) -> None:
 
 
 def settings_or_exit(path: Path | None) -> Settings:
+    from opennsps.config import ConfigError, load_settings
+
     try:
         return load_settings(path if path is not None else _root_config)
     except ConfigError as exc:
@@ -75,6 +79,9 @@ def parse_since(value: str | None) -> datetime | None:
 
 def store_or_exit(settings: Settings) -> EventStore:
     """The store, migrated; a clear error and exit 1 when it cannot be opened."""
+    from opennsps.config import redact_url
+    from opennsps.store.event_store import EventStore
+
     try:
         store = EventStore(settings.store)
         store.upgrade()

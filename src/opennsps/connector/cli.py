@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from opennsps.cli_support import err
 
@@ -18,6 +17,8 @@ TOKEN_ENV = "OPENNSPS_CONNECTOR_TOKEN"  # noqa: S105 (the variable's name, not a
 def _options(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
+    import yaml
+
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:

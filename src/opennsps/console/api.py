@@ -22,7 +22,7 @@ from opennsps.console.auth import require
 from opennsps.console.masking import masked_definition, with_stored_secrets
 from opennsps.console.roles import Caller
 from opennsps.console.sessions import Sessions
-from opennsps.domain.deliveries import DeliveryState
+from opennsps.domain.deliveries import DeliveryState, DeliveryStateName, EventState
 from opennsps.domain.routing import matches
 from opennsps.domain.values import (
     NO_NUL,
@@ -43,9 +43,7 @@ from opennsps.store.handlers import HandlerConflict, HandlerNotFound, StoredHand
 from opennsps.store.queries import (
     AttemptFilter,
     DeadFilter,
-    DeliveryStateName,
     EventFilter,
-    EventState,
     jsonable,
 )
 from opennsps.store.records import StoredRejectedRequest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -18,8 +18,10 @@ from opennsps.cli_support import (
     show_time,
     store_or_exit,
 )
-from opennsps.console.sessions import Sessions
-from opennsps.console.users import UserError, UserStore
+
+if TYPE_CHECKING:  # the store's modules are imported when a command runs (a fast --help)
+    from opennsps.console.sessions import Sessions
+    from opennsps.console.users import UserStore
 
 app = typer.Typer(help="Manage the web console's users.", no_args_is_help=True)
 
@@ -32,11 +34,16 @@ PasswordStdin = Annotated[
 
 
 def _users(config: ConfigOption) -> UserStore:
+    from opennsps.console.users import UserStore
+
     store = store_or_exit(settings_or_exit(config))
     return UserStore(store.engine)
 
 
 def _sessions(config: ConfigOption) -> Sessions:
+    from opennsps.console.sessions import Sessions
+    from opennsps.console.users import UserStore
+
     settings = settings_or_exit(config)
     store = store_or_exit(settings)
     return Sessions(
@@ -56,6 +63,8 @@ def _password(from_stdin: bool) -> str:
 
 
 def _run(action: str, change: Callable[[], object]) -> None:
+    from opennsps.console.users import UserError
+
     try:
         change()
     except UserError as exc:

@@ -6,9 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal, get_args
 
 from opennsps.domain.outcomes import Outcome, OutcomeKind
 from opennsps.domain.retry import RetrySchedule
+
+# What the API and the CLI filter on: an event's derived state, a delivery's state.
+EventState = Literal["unrouted", "pending", "waiting", "delivered", "rejected", "dead"]
+EVENT_STATES: tuple[str, ...] = get_args(EventState)
+DeliveryStateName = Literal[
+    "pending", "in_flight", "waiting", "delivered", "rejected", "dead", "skipped"
+]
+DELIVERY_STATES: tuple[str, ...] = get_args(DeliveryStateName)
 
 
 class DeliveryState(StrEnum):

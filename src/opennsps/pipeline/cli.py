@@ -11,12 +11,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 from rich.table import Table
-from sqlalchemy import Engine
 
 from opennsps.cli_support import (
     ConfigOption,
@@ -27,17 +26,13 @@ from opennsps.cli_support import (
     show_time,
     store_or_exit,
 )
-from opennsps.console.api import handler_view
+from opennsps.domain.deliveries import DELIVERY_STATES, EVENT_STATES
 from opennsps.pipeline.reconcile_cli import reconcile
-from opennsps.store.handlers import HandlerNotFound, HandlerStatus, HandlerStore
-from opennsps.store.queries import (
-    DELIVERY_STATES,
-    EVENT_STATES,
-    DeadFilter,
-    EventFilter,
-    Queries,
-)
-from opennsps.store.replay import Replayer
+
+if TYPE_CHECKING:  # the store's modules are imported when a command runs (a fast --help)
+    from sqlalchemy import Engine
+
+    from opennsps.store.handlers import HandlerStatus
 
 handlers_app = typer.Typer(help="List and switch handlers.", no_args_is_help=True)
 deliveries_app = typer.Typer(help="Look at deliveries.", no_args_is_help=True)
@@ -62,6 +57,8 @@ def _fail(message: str) -> typer.Exit:
 
 @handlers_app.command("list")
 def handlers_list(config: ConfigOption = None) -> None:
+    from opennsps.store.handlers import HandlerStore
+
     """Every handler, by priority."""
     with _engine(config) as engine:
         handlers = HandlerStore(engine).list()
@@ -85,6 +82,9 @@ def handlers_list(config: ConfigOption = None) -> None:
 
 @handlers_app.command("show")
 def handlers_show(handler_id: HandlerArgument, config: ConfigOption = None) -> None:
+    from opennsps.console.api import handler_view
+    from opennsps.store.handlers import HandlerNotFound, HandlerStore
+
     """One handler in full (JSON, secrets masked)."""
     with _engine(config) as engine:
         try:
@@ -95,6 +95,8 @@ def handlers_show(handler_id: HandlerArgument, config: ConfigOption = None) -> N
 
 
 def _set_status(handler_id: str, status: HandlerStatus, config: Any) -> None:
+    from opennsps.store.handlers import HandlerNotFound, HandlerStore
+
     with _engine(config) as engine:
         try:
             HandlerStore(engine).set_status(handler_id, status)
@@ -142,6 +144,8 @@ def resume(
 
 
 def _pause(handler_id: str | None, paused: bool, config: Any) -> None:
+    from opennsps.store.handlers import HandlerNotFound, HandlerStore
+
     with _engine(config) as engine:
         store = HandlerStore(engine)
         if handler_id is None:
@@ -193,6 +197,9 @@ def replay(
         )
     if state is not None and state not in EVENT_STATES:
         raise typer.BadParameter(f"--state must be one of {', '.join(EVENT_STATES)}")
+    from opennsps.store.queries import DeadFilter, EventFilter, Queries
+    from opennsps.store.replay import Replayer
+
     now = datetime.now(UTC)
     f = EventFilter(event_type=event_type, i_account=account, state=state, since=parse_since(since))
     with _engine(config) as engine:
@@ -260,6 +267,8 @@ def deliveries_list(
     """Deliveries, newest first, with their last error."""
     if state is not None and state not in DELIVERY_STATES:
         raise typer.BadParameter(f"--state must be one of {', '.join(DELIVERY_STATES)}")
+    from opennsps.store.queries import Queries
+
     with _engine(config) as engine:
         rows = Queries(engine).list_deliveries(state=state, handler_id=handler, limit=limit)
     table = Table(title=f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}, newest first")

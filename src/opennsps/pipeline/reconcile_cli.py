@@ -4,11 +4,10 @@ external system and PortaBilling."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from opennsps.cli_support import (
@@ -19,7 +18,9 @@ from opennsps.cli_support import (
     settings_or_exit,
     store_or_exit,
 )
-from opennsps.pipeline.reconcile import HandlerReconciliation, ReconcileError, reconcile_handler
+
+if TYPE_CHECKING:  # imported when the command runs (a fast --help)
+    from opennsps.pipeline.reconcile import HandlerReconciliation
 
 MAX_DRIFT_ROWS = 50
 
@@ -80,6 +81,10 @@ def reconcile(
 ) -> None:
     """Compare the handler's external system with PortaBilling for every account.
     Exits 0 when they agree, 3 when there is drift, 1 when reconciliation cannot run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from opennsps.pipeline.reconcile import ReconcileError, reconcile_handler
+
     settings = settings_or_exit(config)
     store = store_or_exit(settings)
     try:

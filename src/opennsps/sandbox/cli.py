@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import httpx
 import typer
-import uvicorn
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from opennsps.sandbox import dataset
-from opennsps.sandbox.eventsender import (
-    SenderAuth,
-    SenderConfig,
-    SubscriptionError,
-    check_event_type,
-)
-from opennsps.sandbox.scenarios import SCENARIOS, ScenarioError, run_scenario
+from opennsps.sandbox.scenarios import SCENARIOS
+
+if TYPE_CHECKING:  # imported when a command runs (`opennsps --help` stays fast)
+    import httpx
+    from rich.progress import Progress
 from opennsps.terminal import console
 
 app = typer.Typer(
@@ -54,6 +43,8 @@ def generate(
     seed: Annotated[int, typer.Option(help="The same seed always gives the same data.")] = 1,
 ) -> None:
     """Generate a deterministic PortaBilling dataset (customers, accounts, SIMs, ...)."""
+    from opennsps.sandbox import dataset
+
     with _progress() as progress:
         task = progress.add_task("accounts", total=accounts)
         summary = dataset.generate(
@@ -119,10 +110,19 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the PortaBilling stand-in (JSON API, ESPF API, EventSender) and the HSS."""
+    import uvicorn
+
     from opennsps.logging import configure_logging
     from opennsps.sandbox.app import SandboxSettings, create_sandbox_app
+    from opennsps.sandbox.eventsender import (
+        SenderAuth,
+        SenderConfig,
+        SubscriptionError,
+        check_event_type,
+    )
     from opennsps.sandbox.hss import HssSettings, create_hss_app
     from opennsps.sandbox.portabilling_api import ApiUser
+    from opennsps.sandbox.serving import Server, certificate, serve_all
 
     if target_auth not in ("basic", "custom", "signature", "bearer", "none"):
         raise typer.BadParameter("--target-auth must be basic, custom, signature, bearer or none")
@@ -167,9 +167,9 @@ def serve(
         generate(dataset_path, accounts, seed)
     sandbox_app = create_sandbox_app(settings)
     servers = []
-    with _certificate(tls) as (certfile, keyfile):
+    with certificate(tls) as (certfile, keyfile):
         servers.append(
-            _Server(
+            Server(
                 uvicorn.Config(
                     sandbox_app,
                     host=host,
@@ -190,64 +190,10 @@ def serve(
                 HssSettings(hss_provisioning_key, hss_async, notification_url=hss_notify)
             )
             loaded = hss.state.hss.load_sims_from_dataset(str(dataset_path))
-            servers.append(_Server(uvicorn.Config(hss, host=host, port=hss_port, log_config=None)))
+            servers.append(Server(uvicorn.Config(hss, host=host, port=hss_port, log_config=None)))
             out.print(f"HSS stand-in: http://{host}:{hss_port}/ ({loaded} SIM cards' AUC loaded)")
         out.print(f"EventSender target: {target or 'none (events wait in the queue)'}")
-        asyncio.run(_serve_all(servers))
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server whose signals are handled once for all servers of the process."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-async def _serve_all(servers: list[_Server]) -> None:
-    loop = asyncio.get_running_loop()
-
-    def stop() -> None:
-        for server in servers:
-            server.should_exit = True
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
-    await asyncio.gather(*(server.serve() for server in servers))
-
-
-@contextlib.contextmanager
-def _certificate(enabled: bool) -> Iterator[tuple[str | None, str | None]]:
-    if not enabled:
-        yield None, None
-        return
-    with tempfile.TemporaryDirectory(prefix="opennsps-sandbox-tls-") as folder:
-        cert, key = f"{folder}/cert.pem", f"{folder}/key.pem"
-        try:
-            subprocess.run(
-                [
-                    "openssl",
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "7",
-                    "-subj",
-                    "/CN=localhost",
-                    "-keyout",
-                    key,
-                    "-out",
-                    cert,
-                ],
-                check=True,
-                capture_output=True,
-            )
-        except (OSError, subprocess.CalledProcessError) as exc:
-            err.print(f"error: cannot make a self-signed certificate with openssl: {exc}")
-            raise typer.Exit(1) from None
-        yield cert, key
+        asyncio.run(serve_all(servers))
 
 
 @app.command()
@@ -262,6 +208,8 @@ def scenario(
     ] = 600.0,
 ) -> None:
     """Run a scenario of PortaBilling changes through a running sandbox."""
+    from opennsps.sandbox.scenarios import ScenarioError, run_scenario
+
     with _progress() as progress:
         changes = progress.add_task("changes", total=None)
         delivered = progress.add_task("events delivered", total=None)
@@ -294,6 +242,8 @@ def scenario(
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -305,6 +255,8 @@ def _progress() -> Progress:
 
 def _sandbox_request(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
     """A request to a running sandbox; a clear error and exit 1 when it does not answer."""
+    import httpx
+
     try:
         return httpx.request(
             method, f"{url}{path}", timeout=30, verify=SANDBOX_TLS_VERIFY, **kwargs

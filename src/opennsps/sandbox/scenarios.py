@@ -11,12 +11,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # imported when a scenario runs (`opennsps --help` stays fast)
+    import httpx
 
 Change = tuple[str, str, dict[str, Any]]  # method, path, JSON body
-Step = Callable[[httpx.Client], list[dict[str, Any]]]
+Step = Callable[["httpx.Client"], list[dict[str, Any]]]
 
 
 class ScenarioError(RuntimeError):
@@ -176,6 +177,8 @@ def run_scenario(
     report = ScenarioReport(name)
     started = time.monotonic()
     # The sandbox's --tls certificate is self-signed by design.
+    import httpx
+
     with httpx.Client(base_url=url, timeout=30, verify=False) as client:  # noqa: S501
         _check_capacity(client, name, accounts)
         for number, step in enumerate(steps, 1):
@@ -205,6 +208,8 @@ def run_scenario(
 
 
 def _check_capacity(client: httpx.Client, name: str, accounts: int) -> None:
+    import httpx
+
     try:
         summary = client.get("/sandbox/summary").json()
     except httpx.HTTPError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -21,14 +21,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnClause
 
+from opennsps.domain.deliveries import (
+    EVENT_STATES,
+    EventState,
+)
 from opennsps.store.schema import attempts, deliveries, events
 
-EventState = Literal["unrouted", "pending", "waiting", "delivered", "rejected", "dead"]
-EVENT_STATES: tuple[str, ...] = get_args(EventState)
-DeliveryStateName = Literal[
-    "pending", "in_flight", "waiting", "delivered", "rejected", "dead", "skipped"
-]
-DELIVERY_STATES: tuple[str, ...] = get_args(DeliveryStateName)
 MAX_LIMIT = 1000
 
 
