@@ -7,6 +7,8 @@ outbound calls are most of the pipeline's work (3 to 5 per delivered event).
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 MAX_ANSWER_BYTES = 1024 * 1024
@@ -29,9 +31,14 @@ class LazySession:
         self.verify_tls = verify_tls
         self.headers = headers
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def get(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        loop = asyncio.get_running_loop()
+        # A session belongs to the event loop it was made in: a caller that runs one loop
+        # after another (asyncio.run per call) gets a new one, the old loop's is dropped.
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._loop = loop
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 connector=aiohttp.TCPConnector(limit=self.max_connections, ssl=self.verify_tls),
@@ -42,8 +49,9 @@ class LazySession:
         return self._session
 
     async def close(self) -> None:
-        if self._session is not None:
+        if self._session is not None and self._loop is asyncio.get_running_loop():
             await self._session.close()
+        self._session = None
 
 
 async def read_limited(response: aiohttp.ClientResponse, limit: int = MAX_ANSWER_BYTES) -> bytes:
