@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -32,26 +33,24 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     """Apply every pending migration; returns (revision before, revision after)."""
-    config = _alembic_config()
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
-        before = MigrationContext.configure(connection).get_current_revision()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-        after = MigrationContext.configure(connection).get_current_revision()
-    return before, after
+    return _migrate(engine, lambda config: command.upgrade(config, "head"))
 
 
 def downgrade(engine: Engine, revision: str) -> tuple[str | None, str | None]:
     """Go back to `revision` (e.g. "0005", or "base" for an empty schema); returns
     (revision before, revision after)."""
+    return _migrate(engine, lambda config: command.downgrade(config, revision))
+
+
+def _migrate(engine: Engine, move: Callable[[Config], None]) -> tuple[str | None, str | None]:
+    """Run `move` in one transaction, under the advisory lock on PostgreSQL (several
+    processes may start at once)."""
     config = _alembic_config()
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
         before = MigrationContext.configure(connection).get_current_revision()
         config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+        move(config)
         after = MigrationContext.configure(connection).get_current_revision()
     return before, after
