@@ -242,9 +242,10 @@ def test_users_command(tmp_path: Path) -> None:
     bob = users.get("bob")
     assert bob is not None
     first, _ = sessions.issue(bob, "127.0.0.1 curl/8")
-    sessions.issue(bob, "127.0.0.1 firefox")
+    sessions.issue(bob, "127.0.0.1 firefox [bold]\x00x")  # a user agent is caller text
     code, output = run("sessions", "bob")
-    assert code == 0 and "curl/8" in output and "firefox" in output and first not in output
+    assert code == 0 and "curl/8" in output and "firefox [bold]x" in output
+    assert first not in output
     code, output = run("end-sessions", "bob", "--session", "nope")
     assert code == 1 and "no open session nope" in output
     assert run("end-sessions", "bob") == (0, "2 session(s) of bob ended\n")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from opennsps.cli_support import (
@@ -128,7 +129,7 @@ def sessions(username: UserArgument, config: ConfigOption = None) -> None:
     for info in _sessions(config).list_for(username):
         table.add_row(
             info.id,
-            info.client,
+            escape(info.client),  # the caller's own text, not Rich markup
             show_time(info.created_at),
             show_time(info.last_seen_at),
             show_time(info.expires_at),

@@ -92,7 +92,7 @@ class Sessions:
                     token_hash=token_hash(token),
                     username=user.username,
                     csrf=session.csrf,
-                    client=client[:CLIENT_CHARS],
+                    client=_printable(client)[:CLIENT_CHARS],
                     created_at=now,
                     last_seen_at=now,
                     expires_at=session.expires_at,
@@ -180,3 +180,8 @@ class Sessions:
             raise SessionRefused(
                 f"a change from the console needs its session's {CSRF_HEADER} header"
             )
+
+
+def _printable(text: str) -> str:
+    """The client as shown to admins: a browser's user agent is the caller's own text."""
+    return "".join(char for char in text if char.isprintable())
