@@ -461,6 +461,8 @@ def test_failed_logins_are_counted_per_user_by_every_process(store_url: str) -> 
             assert 290 <= int(refused.headers["retry-after"]) <= 301
         assert attempt(second.url, "OPS", "operator-pass-1").status_code == 429  # one key
         assert attempt(first.url, "ann", "another-pass-1").status_code == 200  # others are not
+        # a name no store can hold (NUL) is refused as invalid, on both engines alike
+        assert attempt(second.url, "a\x00b", "guess-guess").status_code == 422
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from opennsps.console.sessions import COOKIE, Session, SessionRefused, Sessions
 from opennsps.console.throttle import LoginThrottle
+from opennsps.domain.values import NO_NUL
 from opennsps.http_errors import error_response
 from opennsps.logging import get_logger
 
@@ -35,7 +36,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 
 class Login(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
+    username: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     password: str = Field(min_length=1, max_length=1024)
 
 
