@@ -8,10 +8,22 @@ outbound calls are most of the pipeline's work (3 to 5 per delivered event).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
 MAX_ANSWER_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A remote system's answer, read whole (at most the cap the request set)."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
 
 
 class LazySession:
@@ -47,6 +59,15 @@ class LazySession:
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
+
+    async def send(
+        self, method: str, url: str, *, limit: int = MAX_ANSWER_BYTES, **kwargs: Any
+    ) -> Answer:
+        """One request and its answer, read whole (at most `limit` bytes). Redirects are
+        not followed: a 3xx is the answer. Raises TimeoutError or aiohttp.ClientError."""
+        async with self.get().request(method, url, allow_redirects=False, **kwargs) as response:
+            content = await read_limited(response, limit)
+            return Answer(response.status, response.headers.copy(), content)
 
     async def close(self) -> None:
         if self._session is not None and self._loop is asyncio.get_running_loop():

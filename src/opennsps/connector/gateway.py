@@ -9,7 +9,7 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import BaseModel, Field, SecretStr
 
-from opennsps.http_client import LazySession, read_limited
+from opennsps.http_client import LazySession
 
 Status = Literal["OK", "IN_PROGRESS", "RETRY", "FAILED"]
 
@@ -75,12 +75,11 @@ class GatewayClient:
 
     async def _post(self, path: str, body: dict[str, Any]) -> None:
         try:
-            async with self._http.get().post(f"{self.base_url}{path}", json=body) as response:
-                status = response.status
-                answer = (await read_limited(response)).decode("utf-8", errors="replace")
+            answer = await self._http.send("POST", f"{self.base_url}{path}", json=body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise GatewayError(
                 f"OpenNSPS at {self.settings.url} did not answer: {exc or 'timeout'}"
             ) from exc
-        if status >= 300:
-            raise GatewayError(f"OpenNSPS refused {path}: HTTP {status} {answer[:300]}")
+        if answer.status >= 300:
+            text = answer.content[:300].decode("utf-8", errors="replace")
+            raise GatewayError(f"OpenNSPS refused {path}: HTTP {answer.status} {text}")

@@ -15,7 +15,7 @@ import orjson
 
 from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
 from opennsps.domain.outcomes import classify
-from opennsps.http_client import LazySession, read_limited
+from opennsps.http_client import LazySession
 
 
 @dataclass(frozen=True)
@@ -50,22 +50,23 @@ class HttpConnector:
             headers["x-request-id"] = unique_id
         started = time.perf_counter()
         try:
-            async with self._http.get().post(
+            answer = await self._http.send(
+                "POST",
                 self.settings.url,
+                limit=64 * 1024,
                 data=orjson.dumps(event),
                 headers=headers,
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                content = await read_limited(response, 64 * 1024)
+            )
         except TimeoutError:
             return self._failed(started, f"no answer within {self.settings.timeout:g} s")
         except aiohttp.ClientError as exc:
             return self._failed(started, f"{type(exc).__name__}: {exc}"[:500])
+        status, content = answer.status, answer.content
         excerpt = content[:EXCERPT_BYTES].decode("utf-8", errors="replace")
         outcome = classify(
-            status, body_status=_body_status(status, content), retry_after=retry_after
+            status,
+            body_status=_body_status(status, content),
+            retry_after=answer.headers.get("Retry-After"),
         )
         return AttemptResult(outcome, status, excerpt, None, (time.perf_counter() - started) * 1000)
 

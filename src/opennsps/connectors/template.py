@@ -23,7 +23,7 @@ from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
 from opennsps.connectors.templating import Compiled, TemplateError, expression
 from opennsps.domain.outcomes import Outcome, OutcomeKind, classify
 from opennsps.domain.routing import matches
-from opennsps.http_client import LazySession, read_limited
+from opennsps.http_client import Answer, LazySession
 
 DEFAULT_SUCCESS = "200 <= status < 300"
 MAX_CONNECTIONS = 16  # to one system: a handler's max_concurrency is 16 by default
@@ -117,16 +117,12 @@ class TemplateConnector:
         if body is not None and not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"  # the body is sent as JSON
         try:
-            async with self._http.get().request(
+            answer = await self._http.send(  # a redirect is the system's answer to judge
                 call.method,
                 self._absolute(url),
                 headers=headers,
                 data=orjson.dumps(body) if body is not None else None,
-                allow_redirects=False,  # a redirect is the connector's answer to judge
-            ) as response:
-                answer = Answer(
-                    response.status, response.headers.copy(), await read_limited(response)
-                )
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500] if str(exc) else "no answer in time"
             return _result(started, classify(None, error=error), None, error)
@@ -154,18 +150,16 @@ class TemplateConnector:
         except orjson.JSONDecodeError:
             body = None
         try:
-            passed = bool(
-                call.success(status=response.status_code, body=body, headers=response.headers)
-            )
+            passed = bool(call.success(status=response.status, body=body, headers=response.headers))
         except Exception as exc:  # a success expression that fails on this answer
             reason = f"calls.{call.pattern}.success: {exc}"
             return _result(started, Outcome(OutcomeKind.REJECTED, reason), response, reason)
         if passed:
-            outcome = Outcome(OutcomeKind.DELIVERED, f"HTTP {response.status_code}")
+            outcome = Outcome(OutcomeKind.DELIVERED, f"HTTP {response.status}")
             return _result(started, outcome, response, None, excerpt)
-        classified = classify(response.status_code, retry_after=response.headers.get("Retry-After"))
+        classified = classify(response.status, retry_after=response.headers.get("Retry-After"))
         if classified.kind is OutcomeKind.DELIVERED:  # 2xx, but the condition says no
-            reason = f"HTTP {response.status_code}: the success condition is false"
+            reason = f"HTTP {response.status}: the success condition is false"
             classified = Outcome(OutcomeKind.REJECTED, reason)
         return _result(started, classified, response, classified.reason, excerpt)
 
@@ -192,15 +186,6 @@ def _trace(request_id: str | None, unique_id: str | None) -> dict[str, str | Non
     return {"x-b3-traceid": request_id, "x-request-id": unique_id}
 
 
-@dataclass(frozen=True)
-class Answer:
-    """The system's answer to a call, read whole (at most the outbound answer cap)."""
-
-    status_code: int
-    headers: Mapping[str, str]
-    content: bytes
-
-
 def _result(
     started: float,
     outcome: Outcome,
@@ -208,5 +193,5 @@ def _result(
     error: str | None,
     excerpt: str = "",
 ) -> AttemptResult:
-    status = response.status_code if response is not None else None
+    status = response.status if response is not None else None
     return AttemptResult(outcome, status, excerpt, error, (time.perf_counter() - started) * 1000)

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from opennsps.http_client import LazySession, read_limited
+from opennsps.http_client import LazySession
 
 # Told of every HTTP call: method, seconds, and "ok", "fault" or "error".
 CallObserver = Callable[[str, float, str], None]
@@ -190,11 +190,9 @@ class PortaBillingClient:
             self.calls += 1
             started = time.perf_counter()
             try:
-                async with self._http.get().post(
-                    f"{self._base_url}/rest/{method}", data=fields, allow_redirects=False
-                ) as response:
-                    status = response.status
-                    content = await read_limited(response)
+                answer = await self._http.send(
+                    "POST", f"{self._base_url}/rest/{method}", data=fields
+                )
             except TimeoutError:
                 self._observed(method, started, "error")
                 raise PortaBillingError(
@@ -205,8 +203,8 @@ class PortaBillingClient:
                 raise PortaBillingError(
                     f"{method}: {type(exc).__name__}: {exc}", retryable=True
                 ) from None
-        self._observed(method, started, "ok" if status == 200 else "fault")
-        return _answer(method, status, content)
+        self._observed(method, started, "ok" if answer.status == 200 else "fault")
+        return _answer(method, answer.status, answer.content)
 
     def _observed(self, method: str, started: float, result: str) -> None:
         if self._observe is not None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import aiohttp
 import orjson
 
-from opennsps.http_client import LazySession, read_limited
+from opennsps.http_client import LazySession
 
 Status = Literal["OK", "IN_PROGRESS", "RETRY", "FAILED"]
 MAX_ERROR_LENGTH = 4000
@@ -92,16 +92,13 @@ class EspfApiClient:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            async with self._http.get().request(
-                method, self._base_url + path, allow_redirects=False, **kwargs
-            ) as response:
-                status = response.status
-                content = await read_limited(response)
+            answer = await self._http.send(method, self._base_url + path, **kwargs)
         except (TimeoutError, aiohttp.ClientError) as exc:
             reason = str(exc) or f"no answer within {self.settings.timeout:g} s"
             raise EspfApiError(
                 f"ESPF API {path}: {type(exc).__name__}: {reason}", retryable=True
             ) from None
+        status, content = answer.status, answer.content
         if status == 200:
             try:
                 body = orjson.loads(content) if content else {}

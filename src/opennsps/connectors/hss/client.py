@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 
 from opennsps.connector.errors import Rejected, ServiceError, Unauthorized, Unavailable
-from opennsps.http_client import LazySession, read_limited
+from opennsps.http_client import LazySession
 
 # How each database PyHSS runs on words a unique-key violation: SQLite, PostgreSQL, MySQL.
 DUPLICATE_MARKERS = (
@@ -109,24 +109,21 @@ class PyHssClient:
         params: dict[str, str] | None = None,
     ) -> Any:
         try:
-            async with self._http.get().request(
-                method, f"{self.url}{path}", json=json, params=params
-            ) as response:
-                status = response.status
-                content = await read_limited(response)
+            answer = await self._http.send(method, f"{self.url}{path}", json=json, params=params)
         except TimeoutError as exc:
             raise Unavailable(
                 f"PyHSS at {self.url} did not answer {method} {path} in time"
             ) from exc
         except aiohttp.ClientError as exc:
             raise Unavailable(f"PyHSS at {self.url} cannot be reached: {exc}") from exc
+        status, content = answer.status, answer.content
         try:
-            answer = orjson.loads(content) if content else None
+            parsed = orjson.loads(content) if content else None
         except orjson.JSONDecodeError:
-            answer = content[:300].decode("utf-8", errors="replace")
+            parsed = content[:300].decode("utf-8", errors="replace")
         if status == 200:
-            return answer
-        reason = _reason(answer)
+            return parsed
+        reason = _reason(parsed)
         if status == 401:
             raise Unauthorized(f"PyHSS refused the Provisioning-Key ({reason})")
         if status == 400 and any(m in reason for m in DUPLICATE_MARKERS):
