@@ -23,7 +23,6 @@ from opennsps.sandbox.dataset import (
     FIRST_SIM,
     MAIN_PRODUCTS,
     MainProduct,
-    addon_amount,
     iccid_of,
     imsi_of,
     main_product,
@@ -83,12 +82,18 @@ def _in_transaction(db: sqlite3.Connection, apply: Callable[[], list[Event]]) ->
     return events
 
 
-def _sim_status_changed(
-    i_sim_card: int, i_account: int | None, curr_status: str, prev_status: str
-) -> Event:
+def _card_variables(i_sim_card: int, i_account: int | None) -> dict[str, Any]:
+    """A SIM event's card, and its account only when the card is assigned to one."""
     variables: dict[str, Any] = {"i_sim_card": i_sim_card}
     if i_account is not None:
         variables["i_account"] = i_account
+    return variables
+
+
+def _sim_status_changed(
+    i_sim_card: int, i_account: int | None, curr_status: str, prev_status: str
+) -> Event:
+    variables = _card_variables(i_sim_card, i_account)
     return ("SIM/Updated", {**variables, "curr_status": curr_status, "prev_status": prev_status})
 
 
@@ -103,12 +108,16 @@ def _account_changed(
     return events
 
 
-def _release_card(db: sqlite3.Connection, card: sqlite3.Row) -> Event:
+def _take_card(db: sqlite3.Connection, i_sim_card: int, status: str) -> None:
+    """The card no longer belongs to any account, and takes `status`."""
     db.execute(
-        "UPDATE sim_cards SET i_account = NULL, msisdn = NULL, status = 'disposed'"
-        " WHERE i_sim_card = ?",
-        (card["i_sim_card"],),
+        "UPDATE sim_cards SET i_account = NULL, msisdn = NULL, status = ? WHERE i_sim_card = ?",
+        (status, i_sim_card),
     )
+
+
+def _release_card(db: sqlite3.Connection, card: sqlite3.Row) -> Event:
+    _take_card(db, card["i_sim_card"], "disposed")
     return _sim_status_changed(card["i_sim_card"], None, "disposed", card["status"])
 
 
@@ -124,13 +133,7 @@ def create_account(
             i_customer
             or db.execute("SELECT MIN(i_customer) FROM customers WHERE deleted = 0").fetchone()[0]
         )
-        if (
-            db.execute(
-                "SELECT 1 FROM customers WHERE i_customer = ? AND deleted = 0", (customer,)
-            ).fetchone()
-            is None
-        ):
-            raise ChangeError(f"no customer {customer}")
+        _customer(db, customer)
         product = _main_product(i_product or MAIN_PRODUCTS[0].i_product)
         msisdn = msisdn_of(i_account)
         db.execute(
@@ -355,7 +358,7 @@ def exceed_quota(db: sqlite3.Connection, i_account: int) -> list[Event]:
         for bundle in bundles:
             db.execute(
                 "INSERT OR REPLACE INTO vd_usage VALUES (?, ?, ?)",
-                (i_account, bundle["i_vd_plan"], addon_amount(bundle["i_vd_plan"])),
+                (i_account, bundle["i_vd_plan"], bundle["allocated_amount"]),
             )
         events: list[Event] = [("Account/Service/QuotaExceeded", {"i_account": i_account})]
         sim_trigger = any(
@@ -539,15 +542,8 @@ def remove_sim(db: sqlite3.Connection, i_sim_card: int) -> list[Event]:
                 ("Subscriber/Updated", {"i_account": i_account}),
                 ("SIM/Replaced", {"i_account": i_account, "prev_i_sim_card": i_sim_card}),
             ]
-        db.execute(
-            "UPDATE sim_cards SET i_account = NULL, msisdn = NULL, status = 'deleted'"
-            " WHERE i_sim_card = ?",
-            (i_sim_card,),
-        )
-        deleted: dict[str, Any] = {"i_sim_card": i_sim_card}
-        if i_account is not None:
-            deleted["i_account"] = i_account
-        return [*events, ("SIM/Deleted", deleted)]
+        _take_card(db, i_sim_card, "deleted")
+        return [*events, ("SIM/Deleted", _card_variables(i_sim_card, i_account))]
 
     return _in_transaction(db, apply)
 
