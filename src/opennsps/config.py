@@ -512,7 +512,7 @@ def load_settings(
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc), origin) from None
+        raise ConfigError(describe_errors(exc), origin) from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -581,7 +581,9 @@ def plain_message(error: Mapping[str, Any]) -> str:
     return str(error.get("msg", "is not valid"))
 
 
-def _describe(exc: ValidationError) -> list[str]:
+def describe_errors(exc: ValidationError) -> list[str]:
+    """Each problem as `key: what is wrong (got value)`, in plain words, secrets never shown
+    (configuration files, plug-in options)."""
     problems = []
     for error in exc.errors(include_url=False):
         loc = [str(part) for part in error["loc"]]
@@ -603,7 +605,7 @@ def _shown(error: Any) -> str:
         return ""
     if any(
         word in ".".join(map(str, error["loc"]))
-        for word in ("password", "credentials", "keys", "token")
+        for word in ("password", "credentials", "key", "token", "secret")
     ):
         return ""
     return f" (got {value!r})"

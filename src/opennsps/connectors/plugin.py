@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from opennsps.config import plain_message
+from opennsps.config import describe_errors
 from opennsps.connector.errors import ConnectorError, Rejected, Unauthorized
 from opennsps.connectors.base import EXCERPT_BYTES, AttemptResult
 from opennsps.domain.outcomes import Outcome, OutcomeKind
@@ -63,10 +63,7 @@ def check_plugin(entry_point: str, options: dict[str, Any]) -> None:
         try:
             model.model_validate(options)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(options)'}: {plain_message(e)}"
-                for e in exc.errors(include_url=False)
-            )
+            problems = "; ".join(describe_errors(exc))
             raise PluginLoadError(f"{entry_point} options: {problems}") from None
 
 
