@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import orjson
 import typer
@@ -28,7 +29,11 @@ from opennsps.pipeline.cli import register as register_pipeline_commands
 from opennsps.sandbox.cli import app as sandbox_app
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from opennsps.config import Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="OpenNSPS: the provisioning gateway for PortaBilling ESPF events.",
@@ -132,21 +137,28 @@ def config_check(
         out.print_json(orjson.dumps(describe_settings(settings)).decode())
 
 
+def _on_schema(settings: Settings, failure: str, work: Callable[[Engine], T]) -> T:
+    """`work` on a fresh engine of the store, disposed after; `failure: reason` and exit 1
+    when it fails."""
+    from opennsps.store.engine import build_engine
+
+    engine = build_engine(settings.store)
+    try:
+        return work(engine)
+    except Exception as exc:
+        print_error(f"{failure}: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply pending schema migrations (also done at start-up)."""
     from opennsps.store import migrate
-    from opennsps.store.engine import build_engine
 
     settings = settings_or_exit(config)
-    engine = build_engine(settings.store)
-    try:
-        before, after = migrate.upgrade(engine)
-    except Exception as exc:
-        print_error(f"migration failed: {exc}")
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    before, after = _on_schema(settings, "migration failed", migrate.upgrade)
     where = _store_name(settings)
     if before == after:
         out.print(f"{where}: schema already at {after}")
@@ -158,17 +170,9 @@ def db_upgrade(config: ConfigOption = None) -> None:
 def db_current(config: ConfigOption = None) -> None:
     """The store's schema revision, and the newest this version of OpenNSPS knows."""
     from opennsps.store import migrate
-    from opennsps.store.engine import build_engine
 
     settings = settings_or_exit(config)
-    engine = build_engine(settings.store)
-    try:
-        current = migrate.current_revision(engine)
-    except Exception as exc:
-        print_error(f"cannot read the store's schema: {exc}")
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    current = _on_schema(settings, "cannot read the store's schema", migrate.current_revision)
     head = migrate.head_revision()
     where = _store_name(settings)
     state = "up to date" if current == head else f"behind: run opennsps db upgrade to {head}"
@@ -186,21 +190,15 @@ def db_downgrade(
     """Go back to an older schema (before running an older OpenNSPS; back the store up
     first: a downgrade drops what the newer schema added)."""
     from opennsps.store import migrate
-    from opennsps.store.engine import build_engine
 
     settings = settings_or_exit(config)
     if not yes:
         typer.confirm(
             f"Downgrade {_store_name(settings)} to {revision}?", default=False, abort=True
         )
-    engine = build_engine(settings.store)
-    try:
-        before, after = migrate.downgrade(engine, revision)
-    except Exception as exc:
-        print_error(f"downgrade failed: {exc}")
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    before, after = _on_schema(
+        settings, "downgrade failed", lambda engine: migrate.downgrade(engine, revision)
+    )
     out.print(f"{_store_name(settings)}: schema downgraded from {before} to {after}")
 
 
