@@ -192,6 +192,18 @@ def _epoch_seconds(dialect: str) -> Any:
     return lambda column: cast(func.extract("epoch", column), BigInteger)
 
 
+def _replay_query(f: EventFilter, handler_id: str | None) -> Select[Any]:
+    """The events a search finds; with a handler, only those it has a delivery of."""
+    query = event_query(f)
+    if handler_id is not None:
+        query = query.where(
+            select(deliveries.c.id)
+            .where(deliveries.c.event_seq == events.c.seq, deliveries.c.handler_id == handler_id)
+            .exists()
+        )
+    return query
+
+
 SAMPLE = 10  # what a replay preview shows of what it would replay
 
 
@@ -378,14 +390,17 @@ class Queries:
         """What a replay by this filter would take: how many events (at most `limit`) and
         the newest of them, as a sample."""
         matching = min(self.count_events(f, handler_id=handler_id), limit)
-        sample = (
-            [
-                _sampled(e["event_id"], e["event_type"], e["i_event"], e["variables"], handler_id)
-                for e in self.search_events(f, limit=min(SAMPLE, matching))
-            ]
-            if matching
-            else []
+        newest = (
+            _replay_query(f, handler_id)
+            .with_only_columns(
+                events.c.event_id, events.c.event_type, events.c.i_event, events.c.variables
+            )
+            .order_by(events.c.seq.desc())
+            .limit(min(SAMPLE, matching))
         )
+        with self.engine.connect() as connection:
+            rows = connection.execute(newest).all() if matching else []
+        sample = [_sampled(*row, handler_id) for row in rows]
         return {"matching": matching, "sample": sample}
 
     def dead_preview(self, f: DeadFilter, *, limit: int) -> dict[str, Any]:
@@ -411,15 +426,7 @@ class Queries:
     def count_events(self, f: EventFilter, *, handler_id: str | None = None) -> int:
         """How many events a search finds (with a handler: only events it has a delivery
         of), as a replay by that filter would take them."""
-        query = event_query(f).with_only_columns(func.count())
-        if handler_id is not None:
-            query = query.where(
-                select(deliveries.c.id)
-                .where(
-                    deliveries.c.event_seq == events.c.seq, deliveries.c.handler_id == handler_id
-                )
-                .exists()
-            )
+        query = _replay_query(f, handler_id).with_only_columns(func.count())
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
