@@ -471,9 +471,13 @@ const PLUGINS = {
 };
 const OTHER_PLUGIN = "";
 
+// The settings a new form starts with: each field's default value.
+function defaults(fields) {
+  return Object.fromEntries(fields.filter((f) => f.value !== undefined).map((f) => [f.key, f.value]));
+}
+
 function typeDefaults(type) {
-  const section = {};
-  for (const f of TYPE_FIELDS[type]) if (f.value !== undefined) section[f.key] = f.value;
+  const section = defaults(TYPE_FIELDS[type]);
   if (type === "http") section.url = "";
   if (type === "script") section.command = [];
   if (type === "python") { section.entry_point = "opennsps.connectors.hss:HssConnector"; section.options = pluginDefaults(section.entry_point); }
@@ -481,9 +485,7 @@ function typeDefaults(type) {
 }
 
 function pluginDefaults(entryPoint) {
-  const options = {};
-  for (const f of (PLUGINS[entryPoint] || { options: [] }).options) if (f.value !== undefined) options[f.key] = f.value;
-  return options;
+  return defaults((PLUGINS[entryPoint] || { options: [] }).options);
 }
 
 // One input for one setting; `name` is where it goes (s.url, o.profiles), so the server's
@@ -624,6 +626,12 @@ function handlerForm(view, existing) {
     if (fromJson) {
       try { return JSON.parse(rawBox.value); } catch (err) { if (strict) throw new FieldProblem("settings", `is not valid JSON: ${err.message}`); return section; }
     }
+    // Strict (saving): a field that is not valid stops it. Not strict (switching views):
+    // such a field keeps `fallback`.
+    const read = (f, el, fallback) => {
+      if (strict) return settingValue(f, el);
+      try { return settingValue(f, el); } catch { return fallback; }
+    };
     const t = type.value;
     const out = {};
     for (const f of TYPE_FIELDS[t]) {
@@ -634,7 +642,7 @@ function handlerForm(view, existing) {
       }
       const el = form.elements[`s.${f.key}`];
       if (!el) continue;
-      const value = strict ? settingValue(f, el) : (() => { try { return settingValue(f, el); } catch { return section[f.key]; } })();
+      const value = read(f, el, section[f.key]);
       if (value !== undefined) out[f.key] = value;
     }
     if (t === "python") {
@@ -644,7 +652,7 @@ function handlerForm(view, existing) {
         out.options = { ...(section.options || {}) };
         for (const f of plugin.options) {
           const el = form.elements[`o.${f.key}`];
-          const value = el ? (strict ? settingValue(f, el) : (() => { try { return settingValue(f, el); } catch { return undefined; } })()) : undefined;
+          const value = el ? read(f, el, undefined) : undefined;
           if (value === undefined) delete out.options[f.key];
           else out.options[f.key] = value;
         }
