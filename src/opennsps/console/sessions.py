@@ -71,7 +71,9 @@ class Sessions:
         self.engine = engine
         self.users = users
         self.lifetime = lifetime_seconds
-        self.idle = idle_seconds
+        self.idle = timedelta(seconds=idle_seconds)
+        # last_seen_at is written at most this often (not on every request)
+        self.touch_every = min(TOUCH_EVERY, self.idle / 4)
         self._now = clock
 
     def issue(self, user: ConsoleUser, client: str) -> tuple[str, Session]:
@@ -114,13 +116,13 @@ class Sessions:
         if now >= found["expires_at"]:
             self._end_where(console_sessions.c.id == found["id"])
             raise SessionRefused("the session has expired: log in again")
-        if now - found["last_seen_at"] >= timedelta(seconds=self.idle):
+        if now - found["last_seen_at"] >= self.idle:
             self._end_where(console_sessions.c.id == found["id"])
             raise SessionRefused("the session ended after being unused: log in again")
         user = self.users.get(found["username"])
         if user is None:
             raise SessionRefused("this user no longer exists")
-        if now - found["last_seen_at"] >= min(TOUCH_EVERY, timedelta(seconds=self.idle / 4)):
+        if now - found["last_seen_at"] >= self.touch_every:
             with self.engine.begin() as connection:
                 connection.execute(
                     update(console_sessions)
@@ -153,7 +155,7 @@ class Sessions:
                 .where(console_sessions.c.expires_at > now)
                 .order_by(console_sessions.c.created_at)
             ).all()
-        idle = timedelta(seconds=self.idle)
+        idle = self.idle
         return [
             SessionInfo(
                 r.id,
