@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -234,6 +235,48 @@ class RetryConfig(_Section):
     jitter: float = Field(default=0.2, ge=0, lt=1)
 
 
+class CircuitConfig(_Section):
+    """A handler's circuit breaker (docs/handlers.md): after `open_after_failures`
+    consecutive failed attempts over at least `open_after_seconds`, its deliveries wait
+    together, and one probe attempt at growing intervals finds out when the connector is
+    back."""
+
+    enabled: bool = True
+    open_after_failures: int = Field(default=5, ge=1, le=10_000)
+    open_after_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=86_400,
+        description="...and only once the failures have gone on this long (a few events "
+        "failing together is not an outage)",
+    )
+    probe_first_seconds: float = Field(default=5.0, gt=0, le=86_400)
+    probe_max_seconds: float = Field(default=60.0, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _probe_interval_grows(self) -> CircuitConfig:
+        if self.probe_max_seconds < self.probe_first_seconds:
+            raise ValueError("probe_max_seconds must be at least probe_first_seconds")
+        return self
+
+
+class RateLimitConfig(_Section):
+    """Requests per second to a handler's connector, shared by every process on the store."""
+
+    per_second: float = Field(gt=0, le=100_000)
+    burst: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="How many may go at once after a quiet spell (default: a quarter "
+        "second's worth, at least 1)",
+    )
+
+    @property
+    def allowed_burst(self) -> int:
+        return self.burst if self.burst is not None else max(1, math.ceil(self.per_second / 4))
+
+
 class HttpHandlerConfig(_Section):
     url: str = Field(pattern=URL_PATTERN)
     token: SecretStr | None = None
@@ -375,6 +418,8 @@ class HandlerConfig(_Section):
     retry: RetryConfig | None = None
     status_group: str | None = Field(default=None, min_length=1, max_length=64)
     max_concurrency: int = Field(default=16, ge=1, le=1000)
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+    rate_limit: RateLimitConfig | None = None
 
     @field_validator("events")
     @classmethod

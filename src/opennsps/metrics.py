@@ -68,6 +68,16 @@ QUEUE_DEPTH = Gauge(
     "Deliveries by handler and state (refreshed every few seconds).",
     ["handler", "state"],
 )
+CIRCUIT_STATE = Gauge(
+    "opennsps_handler_circuit_state",
+    "A handler's circuit: 0 closed, 1 half-open (probing), 2 open (deliveries wait).",
+    ["handler"],
+)
+CIRCUIT_OPENED = Counter(
+    "opennsps_handler_circuit_opened_total",
+    "Times a handler's circuit opened (counted by the process that opened it).",
+    ["handler"],
+)
 OLDEST_PENDING_AGE = Gauge(
     "opennsps_oldest_pending_seconds",
     "Age of the oldest pending delivery.",

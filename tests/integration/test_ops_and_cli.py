@@ -52,12 +52,12 @@ def test_db_upgrade_is_idempotent(tmp_path: Path, store_url: str) -> None:
     config = config_file(tmp_path, store_url)
     first = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
     assert first.exit_code == 0, first.output
-    assert "upgraded from empty to 0006" in first.output
+    assert "upgraded from empty to 0007" in first.output
     second = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
-    assert "already at 0006" in second.output
+    assert "already at 0007" in second.output
     # -c before the command works too (docs/cli.md: every command takes it)
     before = runner.invoke(cli, ["-c", str(config), "db", "upgrade"])
-    assert before.exit_code == 0 and "already at 0006" in before.output
+    assert before.exit_code == 0 and "already at 0007" in before.output
 
 
 def test_events_list_and_show(
@@ -121,14 +121,14 @@ def test_db_current_and_downgrade(tmp_path: Path, store_url: str) -> None:
     config = str(config_file(tmp_path, store_url))
     assert runner.invoke(cli, ["db", "upgrade", "-c", config]).exit_code == 0
     current = runner.invoke(cli, ["db", "current", "-c", config])
-    assert current.exit_code == 0 and "schema 0006 (up to date)" in current.output
-    refused = runner.invoke(cli, ["db", "downgrade", "0005", "-c", config], input="n\n")
+    assert current.exit_code == 0 and "schema 0007 (up to date)" in current.output
+    refused = runner.invoke(cli, ["db", "downgrade", "0006", "-c", config], input="n\n")
     assert refused.exit_code == 1  # asked first; "no" changes nothing
-    down = runner.invoke(cli, ["db", "downgrade", "0005", "--yes", "-c", config])
-    assert down.exit_code == 0 and "downgraded from 0006 to 0005" in down.output
+    down = runner.invoke(cli, ["db", "downgrade", "0006", "--yes", "-c", config])
+    assert down.exit_code == 0 and "downgraded from 0007 to 0006" in down.output
     behind = runner.invoke(cli, ["db", "current", "-c", config])
-    assert "schema 0005 (behind: run opennsps db upgrade to 0006)" in behind.output
-    assert "to 0006" in runner.invoke(cli, ["db", "upgrade", "-c", config]).output
+    assert "schema 0006 (behind: run opennsps db upgrade to 0007)" in behind.output
+    assert "to 0007" in runner.invoke(cli, ["db", "upgrade", "-c", config]).output
 
 
 def test_db_backup_copies_a_running_sqlite_store(
@@ -153,7 +153,7 @@ def test_db_backup_copies_a_running_sqlite_store(
     # Restored: the copy is a store with every event the original had.
     restored = EventStore(StoreConfig(url=f"sqlite:///{target}"))
     try:
-        assert restored.upgrade() == ("0006", "0006")
+        assert restored.upgrade() == ("0007", "0007")
         copied = {e.event_id for e in restored.list_events(limit=100)}
     finally:
         restored.close()

@@ -29,7 +29,7 @@ def active(handler_id: str, max_concurrency: int, **extra: Any) -> _ActiveHandle
 
 
 def worker() -> Worker:
-    return Worker(PipelineConfig(), None, None, None, single_process=True)  # type: ignore[arg-type]
+    return Worker(PipelineConfig(), None, None, None, None, single_process=True)  # type: ignore[arg-type]
 
 
 def test_a_batch_never_exceeds_its_size_and_rotates_between_handlers() -> None:

@@ -22,6 +22,7 @@ from opennsps.console.auth import require
 from opennsps.console.masking import masked_definition, with_stored_secrets
 from opennsps.console.roles import Caller
 from opennsps.console.sessions import Sessions
+from opennsps.domain.circuit import CLOSED, Circuit
 from opennsps.domain.deliveries import DeliveryState, DeliveryStateName, EventState
 from opennsps.domain.routing import matches
 from opennsps.domain.values import (
@@ -83,16 +84,33 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def handler_view(stored: StoredHandler) -> dict[str, Any]:
-    """A handler as shown to people: secrets masked."""
+def handler_view(stored: StoredHandler, circuit: Circuit = CLOSED) -> dict[str, Any]:
+    """A handler as shown to people: secrets masked, with its circuit's state."""
     shown = masked_definition(stored.definition)
     shown.update(
         paused=stored.paused,
         managed_by=stored.managed_by,
         created_at=stored.created_at.isoformat(),
         updated_at=stored.updated_at.isoformat(),
+        circuit_state=circuit_view(circuit),
     )
     return shown
+
+
+def circuit_view(circuit: Circuit) -> dict[str, Any]:
+    return {
+        "state": circuit.state.value,
+        "since": circuit.since.isoformat() if circuit.since else None,
+        "consecutive_failures": circuit.failures,
+        "last_error": circuit.last_error,
+        "next_probe_at": circuit.probe_at.isoformat()
+        if circuit.holding and circuit.probe_at
+        else None,
+    }
+
+
+def _shown(request: Request, stored: StoredHandler) -> dict[str, Any]:
+    return handler_view(stored, _pipeline(request).circuits.get(stored.id))
 
 
 def install_api_errors(app: FastAPI) -> None:
@@ -117,20 +135,22 @@ def list_handlers(
 ) -> list[dict[str, Any]]:
     """Handlers by priority; filter by status, type, or an event type they receive."""
     found = []
-    for stored in _pipeline(request).handler_store.list():
+    pipeline = _pipeline(request)
+    circuits = pipeline.circuits.all()
+    for stored in pipeline.handler_store.list():
         if status and stored.status != status:
             continue
         if type and stored.definition.type != type:
             continue
         if event and not any(matches(p, event) for p in stored.definition.events):
             continue
-        found.append(handler_view(stored))
+        found.append(handler_view(stored, circuits.get(stored.id, CLOSED)))
     return found
 
 
 @router.get("/handlers/{handler_id}", tags=["handlers"])
 def get_handler(request: Request, handler_id: Text, _: Viewer) -> dict[str, Any]:
-    return handler_view(_pipeline(request).handler_store.get(handler_id))
+    return _shown(request, _pipeline(request).handler_store.get(handler_id))
 
 
 def _plugin_checked(definition: HandlerConfig) -> None:
@@ -151,7 +171,7 @@ def create_handler(request: Request, definition: HandlerConfig, _: Admin) -> dic
     except HandlerConflict as exc:
         raise ApiError(409, str(exc), "handler_exists") from exc
     pipeline.reload_handlers()
-    return handler_view(stored)
+    return _shown(request, stored)
 
 
 @router.put("/handlers/{handler_id}", tags=["handlers"])
@@ -169,7 +189,7 @@ def replace_handler(
     except HandlerConflict as exc:
         raise ApiError(409, str(exc), "managed_in_config") from exc
     pipeline.reload_handlers()
-    return handler_view(stored)
+    return _shown(request, stored)
 
 
 @router.delete("/handlers/{handler_id}", tags=["handlers"], status_code=204)
@@ -188,7 +208,7 @@ def _set_status(
     pipeline = _pipeline(request)
     stored = pipeline.handler_store.set_status(handler_id, status)
     pipeline.reload_handlers()
-    return handler_view(stored)
+    return _shown(request, stored)
 
 
 @router.post("/handlers/{handler_id}/enable", tags=["handlers"])
@@ -213,7 +233,7 @@ def pause_handler(request: Request, handler_id: Text, _: Operator) -> dict[str, 
     pipeline = _pipeline(request)
     stored = pipeline.handler_store.set_paused(handler_id, True)
     pipeline.reload_handlers()
-    return handler_view(stored)
+    return _shown(request, stored)
 
 
 @router.post("/handlers/{handler_id}/resume", tags=["handlers", "maintenance"])
@@ -221,7 +241,18 @@ def resume_handler(request: Request, handler_id: Text, _: Operator) -> dict[str,
     pipeline = _pipeline(request)
     stored = pipeline.handler_store.set_paused(handler_id, False)
     pipeline.reload_handlers()
-    return handler_view(stored)
+    return _shown(request, stored)
+
+
+@router.post("/handlers/{handler_id}/retry-now", tags=["handlers", "maintenance"])
+def retry_handler_now(request: Request, handler_id: Text, _: Operator) -> dict[str, Any]:
+    """Close the handler's circuit and make every pending delivery of it due now (its
+    backlog drains at once, in order per entity, within its rate limit)."""
+    pipeline = _pipeline(request)
+    stored = pipeline.handler_store.get(handler_id)  # 404 for an unknown handler
+    released = pipeline.circuits.retry_now(handler_id, _now())
+    pipeline.reload_handlers()
+    return {**_shown(request, stored), "made_due": released}
 
 
 @router.post("/handlers/{handler_id}/replay-dead", tags=["replay"])

@@ -66,8 +66,11 @@ def next_step(
     first_attempt_at: datetime,
     now: datetime,
     schedule: RetrySchedule,
+    counted: bool = True,
 ) -> NextStep:
-    """What an attempt's outcome makes of its delivery."""
+    """What an attempt's outcome makes of its delivery. A failure not `counted` (a circuit's
+    probe) leaves the retry schedule where it was: due again at once (it waits for the
+    circuit), dead only once the schedule's give-up age has passed."""
     if outcome.kind is OutcomeKind.DELIVERED:
         return NextStep(DeliveryState.DELIVERED, None, failures_before, outcome.reason)
     if outcome.kind is OutcomeKind.WAITING:
@@ -76,6 +79,11 @@ def next_step(
         return NextStep(DeliveryState.REJECTED, None, failures_before, outcome.reason)
     if outcome.kind is OutcomeKind.SKIPPED:
         return NextStep(DeliveryState.SKIPPED, None, failures_before, outcome.reason)
+    if not counted:
+        if now - first_attempt_at >= schedule.give_up_after:
+            given_up = f"{outcome.reason}; gave up after {schedule.give_up_after} of retries"
+            return NextStep(DeliveryState.DEAD, None, failures_before, given_up)
+        return NextStep(DeliveryState.PENDING, now, failures_before, outcome.reason)
     failures = failures_before + 1
     delay = schedule.next_delay(failures, now - first_attempt_at, outcome.retry_after)
     if delay is None:

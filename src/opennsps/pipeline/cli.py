@@ -57,16 +57,24 @@ def _fail(message: str) -> typer.Exit:
 
 @handlers_app.command("list")
 def handlers_list(config: ConfigOption = None) -> None:
+    """Every handler, by priority, with its circuit."""
+    from opennsps.domain.circuit import CLOSED
+    from opennsps.store.circuits import CircuitStore
     from opennsps.store.handlers import HandlerStore
 
-    """Every handler, by priority."""
     with _engine(config) as engine:
         handlers = HandlerStore(engine).list()
+        circuits = CircuitStore(engine).all()
     table = Table(title=f"{len(handlers)} handler(s)")
-    for column in ("priority", "id", "name", "status", "paused", "type", "events", "from"):
+    columns = ("priority", "id", "name", "status", "paused", "type", "events", "from", "circuit")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for h in handlers:
         d = h.definition
+        circuit = circuits.get(d.id, CLOSED)
+        shown = circuit.state.value.replace("_", "-")
+        if circuit.holding:
+            shown += f" since {show_time(circuit.since)}: {circuit.last_error or ''}"
         table.add_row(
             str(d.priority),
             d.id,
@@ -76,22 +84,41 @@ def handlers_list(config: ConfigOption = None) -> None:
             d.type,
             ", ".join(d.events),
             h.managed_by,
+            shown,
         )
     out.print(table)
 
 
 @handlers_app.command("show")
 def handlers_show(handler_id: HandlerArgument, config: ConfigOption = None) -> None:
+    """One handler in full (JSON, secrets masked), with its circuit."""
     from opennsps.console.api import handler_view
+    from opennsps.store.circuits import CircuitStore
     from opennsps.store.handlers import HandlerNotFound, HandlerStore
 
-    """One handler in full (JSON, secrets masked)."""
     with _engine(config) as engine:
         try:
             stored = HandlerStore(engine).get(handler_id)
         except HandlerNotFound as exc:
             raise _fail(str(exc)) from None
-    out.print_json(orjson.dumps(handler_view(stored)).decode())
+        circuit = CircuitStore(engine).get(handler_id)
+    out.print_json(orjson.dumps(handler_view(stored, circuit)).decode())
+
+
+@handlers_app.command("retry-now")
+def handlers_retry_now(handler_id: HandlerArgument, config: ConfigOption = None) -> None:
+    """Close the handler's circuit and send its pending deliveries now, not at their next
+    retry slot (in order per entity, within its rate limit)."""
+    from opennsps.store.circuits import CircuitStore
+    from opennsps.store.handlers import HandlerNotFound, HandlerStore
+
+    with _engine(config) as engine:
+        try:
+            HandlerStore(engine).get(handler_id)
+        except HandlerNotFound as exc:
+            raise _fail(str(exc)) from None
+        made_due = CircuitStore(engine).retry_now(handler_id, datetime.now(UTC))
+    out.print(f"handler {handler_id}: circuit closed; {made_due} waiting deliveries due now")
 
 
 def _set_status(handler_id: str, status: HandlerStatus, config: Any) -> None:

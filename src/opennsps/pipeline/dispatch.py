@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,8 @@ from opennsps.config import HandlerConfig
 from opennsps.connectors.base import AttemptResult, Connector
 from opennsps.connectors.payload import nsps_event
 from opennsps.connectors.templating import expression
-from opennsps.domain.deliveries import ESPF_STATUS, DeliveryState, next_step
+from opennsps.domain.circuit import Signal
+from opennsps.domain.deliveries import ESPF_STATUS, DeliveryState, NextStep, next_step
 from opennsps.domain.outcomes import Outcome, OutcomeKind
 from opennsps.domain.retry import RetrySchedule
 from opennsps.domain.subjects import subject_of
@@ -63,10 +65,13 @@ class Dispatcher:
         handler: HandlerConfig,
         connector: Connector | None,
         connector_error: str | None = None,
+        *,
+        probe: bool = False,
     ) -> Completion:
         """One attempt and its outcome. Whatever fails inside OpenNSPS during it is an
         attempt too: recorded with the error and counted toward the retry schedule, so a
-        delivery can never be stuck without a record or a death."""
+        delivery can never be stuck without a record or a death. A circuit's `probe` that
+        fails is not counted toward the delivery's schedule."""
         started_at = self.clock()
         started = time.perf_counter()
         try:
@@ -80,8 +85,41 @@ class Dispatcher:
         # The execution log's duration covers the whole attempt, enrichment included.
         total_ms = (time.perf_counter() - started) * 1000
         group = handler.status_group or getattr(connector, "status_group", None)
+        schedule = self.schedule_for(handler)
+        step = next_step(
+            result.outcome,
+            failures_before=delivery.failures,
+            first_attempt_at=delivery.first_attempt_at,
+            now=self.clock(),
+            schedule=schedule,
+            counted=not probe,
+        )
+        if probe and step.state is DeliveryState.PENDING:
+            reason = f"circuit probe failed (not counted toward its retries): {step.reason}"
+            step = replace(step, reason=reason)
+        completion = self._completion(
+            delivery, handler, result, started_at, pb_data, total_ms, sent_status, group, step
+        )
+        if sent_status is None:  # the connector was not reached: nothing said of its health
+            return completion
+        healthy = result.outcome.kind is not OutcomeKind.RETRY
+        return replace(completion, health=Signal(healthy, probe, completion.attempt.error))
+
+    def expire(
+        self, delivery: ClaimedDelivery, handler: HandlerConfig, connector: Connector | None
+    ) -> Completion:
+        """Give up, without an attempt, a delivery that waited behind its handler's open
+        circuit past its retry schedule's give-up age."""
+        give_up = self.schedule_for(handler).give_up_after
+        reason = (
+            f"gave up without an attempt: waited more than {give_up} "
+            "while the handler's circuit was open"
+        )
+        result = AttemptResult(Outcome(OutcomeKind.RETRY, reason), None, "", reason, 0.0)
+        step = NextStep(DeliveryState.DEAD, None, delivery.failures, reason)
+        group = handler.status_group or getattr(connector, "status_group", None)
         return self._completion(
-            delivery, handler, result, started_at, pb_data, total_ms, sent_status, group
+            delivery, handler, result, self.clock(), None, 0.0, None, group, step
         )
 
     async def _try(
@@ -147,16 +185,8 @@ class Dispatcher:
         duration_ms: float,
         sent_status: str | None,
         status_group: str | None,
+        step: NextStep,
     ) -> Completion:
-        now = self.clock()
-        schedule = self.schedule_for(handler)
-        step = next_step(
-            result.outcome,
-            failures_before=delivery.failures,
-            first_attempt_at=delivery.first_attempt_at,
-            now=now,
-            schedule=schedule,
-        )
         secrets = handler_secrets(handler)
         error = redact(result.error or _error_of(result.outcome), secrets)
         reason = redact(step.reason, secrets)

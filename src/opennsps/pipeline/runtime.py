@@ -18,6 +18,7 @@ from opennsps.pipeline.schedules import schedule_from
 from opennsps.pipeline.status_sender import StatusSender, espf_clients
 from opennsps.pipeline.store_calls import StoreCalls
 from opennsps.pipeline.worker import Worker, worker_id
+from opennsps.store.circuits import CircuitStore
 from opennsps.store.deliveries import DeliveryQueue
 from opennsps.store.engine import build_engine
 from opennsps.store.handlers import HandlerStore
@@ -47,6 +48,7 @@ class Pipeline:
             else engine
         )
         self.queue = DeliveryQueue(self.work_engine)
+        self.circuits = CircuitStore(engine)
         self.outbox = StatusOutbox(engine, work_engine=self.work_engine)
         self.queries = Queries(engine)
         self.replayer = Replayer(engine)
@@ -60,6 +62,7 @@ class Pipeline:
             self.handler_store,
             self.queue,
             self.dispatcher,
+            self.circuits,
             single_process=engine.dialect.name == "sqlite",
             store_calls=store_calls,
             owner=self.owner,

@@ -7,6 +7,9 @@ outcomes in batches (one transaction for many completions).
   by design) a restart takes over at once.
 - Outcomes not yet written when the process dies are not lost work: their deliveries are
   still leased and go out again (at-least-once, with the same event_id).
+- A handler whose circuit is open (domain/circuit.py) gets no attempts but one probe at a
+  time; a rate-limited handler gets no more than its limit allows (both kept in the store,
+  so shared by every process).
 - Stopping gracefully stops claiming, lets in-flight attempts finish for a grace period,
   writes their outcomes, and hands the rest back.
 """
@@ -22,23 +25,33 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from opennsps import metrics
 from opennsps.config import PipelineConfig
 from opennsps.connectors.base import Connector
 from opennsps.connectors.factory import build_connector
+from opennsps.connectors.paced import PacedConnector
+from opennsps.domain.circuit import CLOSED, Circuit, CircuitState, Signal
 from opennsps.logging import get_logger
 from opennsps.pipeline.dispatch import Dispatcher
+from opennsps.pipeline.schedules import circuit_policy
 from opennsps.pipeline.store_calls import StoreCalls
 from opennsps.pipeline.wakeup import set_from_any_thread
+from opennsps.store.circuits import CircuitStore
 from opennsps.store.deliveries import ClaimedDelivery, Completion, DeliveryQueue
 from opennsps.store.handlers import HandlerStore, StoredHandler
 
 log = get_logger("opennsps.worker")
 
 HANDLER_REFRESH_SECONDS = 1.0
+EXPIRY_SECONDS = 30.0
+CIRCUIT_GAUGE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
 BUSY_IN_FLIGHT = 8
 BUSY_FLUSH_DELAY_SECONDS = 0.005
+
+
+Attempt = Literal["attempt", "probe", "expire"]
 
 
 def worker_id() -> str:
@@ -59,6 +72,7 @@ class Worker:
         handler_store: HandlerStore,
         queue: DeliveryQueue,
         dispatcher: Dispatcher,
+        circuits: CircuitStore,
         *,
         single_process: bool,
         store_calls: StoreCalls | None = None,
@@ -69,6 +83,8 @@ class Worker:
         self.handler_store = handler_store
         self.queue = queue
         self.dispatcher = dispatcher
+        self.circuit_store = circuits
+        self.circuits: dict[str, Circuit] = {}
         self.single_process = single_process
         self.db = store_calls or StoreCalls(on_loop=False)
         self.owner = owner or worker_id()
@@ -84,6 +100,8 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._refreshed_at = 0.0
         self._reaped_at = 0.0
+        self._expired_at = 0.0
+        self._probing: set[str] = set()
         self._renewed_at = 0.0
         self._rotation = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -166,6 +184,10 @@ class Worker:
                         log.warning("took over deliveries whose lease expired", count=taken)
                 if not self.paused:
                     claimed_full = await self._claim_round()
+                    await self._probe_round()
+                    if loop.time() - self._expired_at >= EXPIRY_SECONDS:
+                        self._expired_at = loop.time()
+                        await self._expiry_round()
             except Exception:
                 log.exception("claiming deliveries failed; trying again shortly")
             if claimed_full:
@@ -184,24 +206,88 @@ class Worker:
         limits = self._share(batch)
         if not limits:
             return False
+        rates = {
+            handler_id: rate
+            for handler_id in limits
+            if (rate := self.handlers[handler_id].stored.definition.rate_limit) is not None
+        }
         now = self.clock()
-        claimed = await self.db(self.queue.claim, self.owner, limits, now, now + self._lease())
+        claimed = await self.db(
+            self.queue.claim, self.owner, limits, now, now + self._lease(), rates
+        )
         for delivery in claimed:
-            task = asyncio.create_task(self._run(delivery))
-            self._in_flight[task] = delivery
-            self._in_flight_by_handler[delivery.handler_id] += 1
+            self._start(delivery)
         return len(claimed) >= batch
 
+    def _start(self, delivery: ClaimedDelivery, how: Attempt = "attempt") -> None:
+        task = asyncio.create_task(self._run(delivery, how))
+        self._in_flight[task] = delivery
+        self._in_flight_by_handler[delivery.handler_id] += 1
+
+    def _holding(self) -> list[tuple[str, Circuit]]:
+        """The active handlers whose circuit holds their deliveries back."""
+        return [
+            (handler_id, self.circuits[handler_id])
+            for handler_id, active in self.handlers.items()
+            if active.stored.status == "enabled"
+            and not active.stored.paused
+            and self._held(handler_id, active)
+        ]
+
+    def _held(self, handler_id: str, active: _ActiveHandler) -> bool:
+        circuit = self.circuits.get(handler_id)
+        return circuit is not None and circuit.holding and active.stored.definition.circuit.enabled
+
+    async def _probe_round(self) -> None:
+        """Probe each open circuit whose probe is due, if this process wins the probe."""
+        now = self.clock()
+        for handler_id, circuit in self._holding():
+            if handler_id in self._probing or circuit.probe_at is None or circuit.probe_at > now:
+                continue
+            stale = now - self._lease()
+            if not await self.db(self.circuit_store.take_probe, handler_id, self.owner, now, stale):
+                continue
+            delivery = await self.db(
+                self.queue.claim_probe, self.owner, handler_id, now, now + self._lease()
+            )
+            if delivery is None:
+                await self.db(self.circuit_store.give_back_probe, handler_id, self.owner, now)
+                continue
+            log.info("probing an open circuit", handler=handler_id, delivery=delivery.id)
+            self._probing.add(handler_id)
+            self._start(delivery, "probe")
+
+    async def _expiry_round(self) -> None:
+        """Give up the deliveries that waited behind an open circuit past their schedule."""
+        now = self.clock()
+        for handler_id, _ in self._holding():
+            give_up = self.dispatcher.schedule_for(
+                self.handlers[handler_id].stored.definition
+            ).give_up_after
+            expired = await self.db(
+                self.queue.claim_expired,
+                self.owner,
+                handler_id,
+                now - give_up,
+                self.config.claim_batch,
+                now,
+                now + self._lease(),
+            )
+            for delivery in expired:
+                self._start(delivery, "expire")
+
     def _share(self, batch: int) -> dict[str, int]:
-        """Split one claim batch between the handlers with room, starting with a different
-        handler each round so that none is starved."""
+        """Split one claim batch between the handlers with room (and a closed circuit),
+        starting with a different handler each round so that none is starved."""
         ready = [
             (
                 handler_id,
                 active.stored.definition.max_concurrency - self._in_flight_by_handler[handler_id],
             )
             for handler_id, active in self.handlers.items()
-            if active.stored.status == "enabled" and not active.stored.paused
+            if active.stored.status == "enabled"
+            and not active.stored.paused
+            and not self._held(handler_id, active)
         ]
         if not ready:
             return {}
@@ -227,6 +313,7 @@ class Worker:
         self._refreshed_at = asyncio.get_running_loop().time()
         stored = await self.db(self.handler_store.list)
         self.paused = await self.db(self.handler_store.paused)
+        circuits = await self.db(self.circuit_store.all)
         current = {h.id: h for h in stored}
         for handler_id in list(self.handlers):
             if handler_id not in current:
@@ -241,11 +328,14 @@ class Worker:
             await self._retire(handler_id)
             try:
                 connector: Connector | None = build_connector(handler.definition)
+                if connector is not None and handler.definition.rate_limit is not None:
+                    connector = PacedConnector(connector, handler.definition.rate_limit)
                 error = None
             except Exception as exc:  # a bad definition must not stop the other handlers
                 connector, error = None, f"the handler's connector cannot be built: {exc}"
                 log.error("handler connector unusable", handler=handler_id, error=error)
             self.handlers[handler_id] = _ActiveHandler(handler, connector, error)
+        self._circuits_now(circuits, everything=True)
 
     async def _retire(self, handler_id: str) -> None:
         active = self.handlers.pop(handler_id, None)
@@ -265,14 +355,23 @@ class Worker:
 
     # -- attempts ---------------------------------------------------------------------
 
-    async def _run(self, delivery: ClaimedDelivery) -> None:
+    async def _run(self, delivery: ClaimedDelivery, how: Attempt) -> None:
         try:
             active = self.handlers.get(delivery.handler_id)
             if active is None:
                 active = await self._handler_now(delivery.handler_id)
-            completion = await self.dispatcher.attempt(
-                delivery, active.stored.definition, active.connector, active.error
-            )
+            if how == "expire":
+                completion = self.dispatcher.expire(
+                    delivery, active.stored.definition, active.connector
+                )
+            else:
+                completion = await self.dispatcher.attempt(
+                    delivery,
+                    active.stored.definition,
+                    active.connector,
+                    active.error,
+                    probe=how == "probe",
+                )
             self._observe(completion)
             self._completions.append(completion)
             self._flush_wanted.set()
@@ -286,6 +385,8 @@ class Worker:
             if task is not None:
                 self._in_flight.pop(task, None)
             self._in_flight_by_handler[delivery.handler_id] -= 1
+            if how == "probe":
+                self._probing.discard(delivery.handler_id)
 
     async def _handler_now(self, handler_id: str) -> _ActiveHandler:
         stored = await self.db(self.handler_store.get, handler_id)
@@ -330,11 +431,61 @@ class Worker:
         batch, self._completions = self._completions, []
         if not batch:
             return True
+        signals = self._circuit_signals(batch)
+        policies = {
+            handler_id: circuit_policy(self.handlers[handler_id].stored.definition.circuit)
+            for handler_id in signals
+            if handler_id in self.handlers
+        }
         try:
-            await self.db(self.queue.complete, self.owner, batch, self.clock())
+            circuits = await self.db(
+                self.queue.complete, self.owner, batch, self.clock(), signals, policies
+            )
         except Exception:
             log.exception("recording delivery outcomes failed; will retry", count=len(batch))
             self._completions[:0] = batch
             return False
+        self._circuits_now(circuits)
         self._wake.set()
         return True
+
+    def _circuit_signals(self, batch: list[Completion]) -> dict[str, list[Signal]]:
+        """What the batch says of each connector's health, leaving out successes of a
+        handler whose circuit is closed with no failures (nothing would change)."""
+        signals: dict[str, list[Signal]] = {}
+        for completion in batch:
+            signal = completion.health
+            if signal is None:
+                continue
+            handler_id = completion.delivery.handler_id
+            if signal.healthy and not signal.probe and self.circuits.get(handler_id) is None:
+                continue
+            signals.setdefault(handler_id, []).append(signal)
+        return signals
+
+    def _circuits_now(self, circuits: dict[str, Circuit], *, everything: bool = False) -> None:
+        """Take in circuits read from the store (all of them, or those just changed)."""
+        for handler_id, circuit in circuits.items():
+            before = self.circuits.get(handler_id, CLOSED)
+            if circuit.state is not before.state:
+                self._log_change(handler_id, before, circuit)
+        known = circuits if everything else {**self.circuits, **circuits}
+        # A closed circuit with no failures is the default: not kept.
+        self.circuits = {h: c for h, c in known.items() if c.holding or c.failures}
+        for handler_id in self.handlers:
+            state = self.circuits.get(handler_id, CLOSED).state
+            metrics.CIRCUIT_STATE.labels(handler_id).set(CIRCUIT_GAUGE[state])
+
+    @staticmethod
+    def _log_change(handler_id: str, before: Circuit, after: Circuit) -> None:
+        if after.state is CircuitState.OPEN and before.state is CircuitState.CLOSED:
+            metrics.CIRCUIT_OPENED.labels(handler_id).inc()
+            log.warning(
+                "circuit opened: the handler's deliveries wait for a probe to succeed",
+                handler=handler_id,
+                failures=after.failures,
+                last_error=after.last_error,
+                next_probe_at=after.probe_at.isoformat() if after.probe_at else None,
+            )
+        elif after.state is CircuitState.CLOSED:
+            log.info("circuit closed: the handler's backlog goes out now", handler=handler_id)

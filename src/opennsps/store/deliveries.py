@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
+    Connection,
     Engine,
     and_,
     bindparam,
@@ -30,10 +31,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnClause
 
+from opennsps.config import RateLimitConfig
+from opennsps.domain.circuit import Circuit, CircuitPolicy, Signal
 from opennsps.domain.deliveries import OPEN_STATES, DeliveryState
 from opennsps.domain.subjects import Subject
+from opennsps.store.circuits import record as record_circuits
 from opennsps.store.engine import write_transaction
 from opennsps.store.predecessors import open_predecessor
+from opennsps.store.rate_limits import RateBudget
 from opennsps.store.schema import (
     UtcDateTime,
     attempts,
@@ -107,74 +112,132 @@ class Completion:
     next_attempt_at: datetime | None
     last_error: str | None
     report: StatusReport | None
+    health: Signal | None = None  # what the attempt says of the connector, if anything
 
 
 class DeliveryQueue:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        # Built once: constructing the aliased statement cost more CPU than running it.
-        self._due_statement = self._due()
+        # Built once: constructing the aliased statements cost more CPU than running them.
+        self._due_statement = self._due("due")
+        self._probe_statement = self._due("probe")
+        self._expired_statement = self._due("expired")
 
     def claim(
-        self, owner: str, limits: Mapping[str, int], now: datetime, lease_until: datetime
+        self,
+        owner: str,
+        limits: Mapping[str, int],
+        now: datetime,
+        lease_until: datetime,
+        rates: Mapping[str, RateLimitConfig] | None = None,
     ) -> list[ClaimedDelivery]:
-        """Claim up to limits[handler] due deliveries per handler, oldest due first."""
+        """Claim up to limits[handler] due deliveries per handler, oldest due first, and
+        no more than a rate-limited handler's limit allows now."""
         wanted = {handler: n for handler, n in limits.items() if n > 0}
         if not wanted:
             return []
         with write_transaction(self.engine) as connection:
             ids: list[int] = []
-            for handler_id, limit in wanted.items():
-                ids += (
-                    connection.execute(
-                        self._due_statement,
-                        {"due_handler": handler_id, "due_now": now, "due_limit": limit},
-                    )
-                    .scalars()
-                    .all()
-                )
-            if not ids:
-                return []
+            for handler_id in sorted(wanted):  # one lock order for every process
+                limit = wanted[handler_id]
+                rate = (rates or {}).get(handler_id)
+                budget = RateBudget(connection, handler_id, rate, now) if rate else None
+                if budget is not None:
+                    limit = min(limit, budget.allowed())
+                    if limit <= 0:
+                        continue
+                found = self._ids(connection, self._due_statement, handler_id, now, limit)
+                if budget is not None:
+                    budget.spend(len(found))
+                ids += found
+            return self._take(connection, ids, owner, now, lease_until)
+
+    def claim_probe(
+        self, owner: str, handler_id: str, now: datetime, lease_until: datetime
+    ) -> ClaimedDelivery | None:
+        """The delivery a circuit's probe tries: one not held back, whatever its next retry
+        slot, the one tried longest ago first (so one bad event cannot be every probe)."""
+        with write_transaction(self.engine) as connection:
+            ids = self._ids(connection, self._probe_statement, handler_id, now, 1)
+            taken = self._take(connection, ids, owner, now, lease_until)
+        return taken[0] if taken else None
+
+    def claim_expired(
+        self,
+        owner: str,
+        handler_id: str,
+        waiting_since: datetime,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+    ) -> list[ClaimedDelivery]:
+        """Deliveries of a handler whose circuit is open that have waited past their retry
+        schedule's give-up age (since their first attempt, or since due if never tried):
+        claimed to be given up, not attempted."""
+        with write_transaction(self.engine) as connection:
+            ids = self._ids(connection, self._expired_statement, handler_id, waiting_since, limit)
+            return self._take(connection, ids, owner, now, lease_until)
+
+    @staticmethod
+    def _ids(
+        connection: Connection, statement: Any, handler_id: str, now: datetime, limit: int
+    ) -> list[int]:
+        return list(
             connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(ids))
-                .values(
-                    state=DeliveryState.IN_FLIGHT.value,
-                    lease_owner=owner,
-                    lease_expires_at=lease_until,
-                    attempts=deliveries.c.attempts + 1,
-                    first_attempt_at=func.coalesce(deliveries.c.first_attempt_at, now),
-                    last_attempt_at=now,
-                    updated_at=now,
-                )
+                statement, {"due_handler": handler_id, "due_now": now, "due_limit": limit}
             )
-            rows = connection.execute(
-                select(
-                    deliveries.c.id,
-                    deliveries.c.handler_id,
-                    deliveries.c.entity_key,
-                    deliveries.c.failures,
-                    deliveries.c.attempts,
-                    deliveries.c.first_attempt_at,
-                    deliveries.c.reported_status,
-                    deliveries.c.created_at,
-                    events.c.seq,
-                    events.c.event_id,
-                    events.c.source,
-                    events.c.event_type,
-                    events.c.variables,
-                    events.c.received_at,
-                    events.c.request_id,
-                    events.c.unique_id,
-                )
-                .join(events, events.c.seq == deliveries.c.event_seq)
-                .where(deliveries.c.id.in_(ids))
-                .order_by(deliveries.c.id)
-            ).all()
+            .scalars()
+            .all()
+        )
+
+    @staticmethod
+    def _take(
+        connection: Connection, ids: list[int], owner: str, now: datetime, lease_until: datetime
+    ) -> list[ClaimedDelivery]:
+        if not ids:
+            return []
+        connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(ids))
+            .values(
+                state=DeliveryState.IN_FLIGHT.value,
+                lease_owner=owner,
+                lease_expires_at=lease_until,
+                attempts=deliveries.c.attempts + 1,
+                first_attempt_at=func.coalesce(deliveries.c.first_attempt_at, now),
+                last_attempt_at=now,
+                updated_at=now,
+            )
+        )
+        rows = connection.execute(
+            select(
+                deliveries.c.id,
+                deliveries.c.handler_id,
+                deliveries.c.entity_key,
+                deliveries.c.failures,
+                deliveries.c.attempts,
+                deliveries.c.first_attempt_at,
+                deliveries.c.reported_status,
+                deliveries.c.created_at,
+                events.c.seq,
+                events.c.event_id,
+                events.c.source,
+                events.c.event_type,
+                events.c.variables,
+                events.c.received_at,
+                events.c.request_id,
+                events.c.unique_id,
+            )
+            .join(events, events.c.seq == deliveries.c.event_seq)
+            .where(deliveries.c.id.in_(ids))
+            .order_by(deliveries.c.id)
+        ).all()
         return [ClaimedDelivery(*tuple(row)) for row in rows]
 
-    def _due(self) -> Any:
+    def _due(self, kind: Literal["due", "probe", "expired"]) -> Any:
+        """Deliveries of one handler not held back by an earlier one: due now ("due"),
+        whatever their slot ("probe"), or waiting since before due_now ("expired")."""
         d = deliveries.alias("d")
         before = deliveries.alias("before")
         entity_blocked = open_predecessor(deliveries, d, ("handler_id", "entity_key"), OPEN)
@@ -195,30 +258,47 @@ class DeliveryQueue:
             )
             .exists()
         )
+        due_now = bindparam("due_now", type_=UtcDateTime())
+        slot: Any = true()
+        order: list[Any] = [d.c.next_attempt_at, d.c.id]
+        if kind == "due":
+            slot = d.c.next_attempt_at <= due_now
+        elif kind == "probe":
+            order = [d.c.last_attempt_at.nulls_first(), d.c.id]
+        else:
+            slot = func.coalesce(d.c.first_attempt_at, d.c.next_attempt_at) <= due_now
         query = (
             select(d.c.id)
             .where(
                 d.c.state == PENDING,
                 d.c.handler_id == bindparam("due_handler"),
-                d.c.next_attempt_at <= bindparam("due_now", type_=UtcDateTime()),
+                slot,
                 ~entity_blocked,
                 ~priority_blocked,
             )
-            .order_by(d.c.next_attempt_at, d.c.id)
+            .order_by(*order)
             .limit(bindparam("due_limit"))
         )
         if self.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True, of=d)
         return query
 
-    def complete(self, owner: str, completions: Sequence[Completion], now: datetime) -> int:
+    def complete(
+        self,
+        owner: str,
+        completions: Sequence[Completion],
+        now: datetime,
+        circuit_signals: Mapping[str, Sequence[Signal]] | None = None,
+        policies: Mapping[str, CircuitPolicy] | None = None,
+    ) -> dict[str, Circuit]:
         """Record the attempts; apply each outcome only where this owner still holds the
-        lease (a delivery taken over after its lease expired belongs to its new owner).
+        lease (a delivery taken over after its lease expired belongs to its new owner);
+        count `circuit_signals` into their handlers' circuits in the same transaction.
 
-        Returns how many deliveries were updated.
+        Returns the circuits of the handlers signalled, as they now are.
         """
         if not completions:
-            return 0
+            return {}
         with write_transaction(self.engine) as connection:
             connection.execute(insert(attempts), [_attempt_row(c, owner) for c in completions])
             owned = set(
@@ -252,7 +332,9 @@ class DeliveryQueue:
             reports = [c.report for c in applied if c.report is not None]
             if reports:
                 add_status_reports(connection, reports, now)
-        return len(applied)
+            if not circuit_signals:
+                return {}
+            return record_circuits(connection, circuit_signals, policies or {}, now)
 
     def release(self, owner: str, now: datetime) -> int:
         """Hand back this owner's in-flight deliveries (graceful shutdown)."""

@@ -162,6 +162,31 @@ deliveries = Table(
     ),
 )
 
+# A handler's circuit breaker (domain/circuit.py), shared by every process on the store.
+# No row means closed with no failures.
+handler_circuits = Table(
+    "handler_circuits",
+    metadata,
+    Column("handler_id", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("failing_since", UtcDateTime()),
+    Column("since", UtcDateTime()),
+    Column("probe_at", UtcDateTime()),
+    Column("probe_interval_seconds", Float),
+    Column("probe_owner", String(64)),
+    Column("probe_started_at", UtcDateTime()),
+    Column("last_error", Text),
+)
+
+# A handler's rate limit (domain/rate_limit.py): its theoretical arrival time.
+handler_rate_limits = Table(
+    "handler_rate_limits",
+    metadata,
+    Column("handler_id", String(64), primary_key=True),
+    Column("tat", UtcDateTime(), nullable=False),
+)
+
 attempts = Table(
     "attempts",
     metadata,

@@ -542,6 +542,7 @@ async function handlersPage(view, args) {
         ? h("button", { type: "button", onclick: () => post("resume", `Handler ${x.id} resumed`) }, "Resume")
         : h("button", { type: "button", onclick: () => post("pause", `Handler ${x.id} paused`) }, "Pause"));
       buttons.push(h("button", { type: "button", onclick: () => testSend(x) }, "Test"));
+      buttons.push(h("button", { type: "button", title: "Close the circuit and send every pending delivery now", onclick: () => post("retry-now", `Handler ${x.id}: circuit closed, backlog sent now`) }, "Retry now"));
     }
     if (can("admin") && !fromConfig) {
       // A handler from the config file is changed there: the API refuses these.
@@ -571,15 +572,30 @@ async function handlersPage(view, args) {
       h("td", {}, badge(x.status), x.paused ? [" ", badge("paused")] : null, x.managed_by === "config" ? h("div", { class: "muted" }, "from the config file") : null),
       h("td", { class: "num" }, ok + bad ? `${(100 * ok / (ok + bad)).toFixed(1)} %` : "–"),
       h("td", { class: "num" }, (depth.pending || 0) + (depth.in_flight || 0)),
+      h("td", { class: "circuit" }, circuitCell(x)),
       h("td", {}, h("div", { class: "actions" }, buttons)));
   });
   add(view, 
     h("h1", {}, "Handlers"),
     can("admin") ? h("p", {}, h("button", { type: "button", class: "primary", onclick: () => { location.hash = "#/handlers/new"; } }, "New handler")) : null,
     h("div", { class: "wrap" }, h("table", { id: "handlers-table" },
-      h("thead", {}, h("tr", {}, ["ID", "Priority", "Name", "Events", "Type", "Status", "Success rate (1 h)", "Queue depth", "Actions"].map((t) => h("th", { class: t === "Name" ? "col-name" : null }, t)))),
-      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No handlers yet."))))),
+      h("thead", {}, h("tr", {}, ["ID", "Priority", "Name", "Events", "Type", "Status", "Success rate (1 h)", "Queue depth", "Circuit", "Actions"].map((t) => h("th", { class: t === "Name" ? "col-name" : null }, t)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 10, class: "muted" }, "No handlers yet."))))),
   );
+}
+
+// A handler's circuit: its state, since when, the last error and the next probe.
+function circuitCell(x) {
+  const c = x.circuit_state;
+  if (c.state === "closed") {
+    return [badge("closed", "ok"), c.consecutive_failures ? h("div", { class: "muted" }, `${c.consecutive_failures} failures in a row`) : null];
+  }
+  return [
+    badge(c.state === "open" ? "open" : "half-open (probing)", c.state === "open" ? "bad" : "warn"),
+    h("div", { class: "muted" }, `since ${fmtTime(c.since)}`),
+    c.next_probe_at && c.state === "open" ? h("div", { class: "muted" }, `next probe ${fmtTime(c.next_probe_at)}`) : null,
+    c.last_error ? h("div", { class: "muted", title: c.last_error }, c.last_error.slice(0, 80)) : null,
+  ];
 }
 
 function handlerForm(view, existing) {
@@ -718,6 +734,11 @@ function handlerForm(view, existing) {
         [v.type]: typeSettings,
       };
       if (retry) definition.retry = retry;
+      const rate = v.rate_per_second.trim();
+      definition.rate_limit = rate ? { per_second: Number(rate), burst: existing && existing.rate_limit ? existing.rate_limit.burst : null } : null;
+      const opensAfter = Number(v.circuit_failures);
+      const circuit = existing ? { ...existing.circuit } : {};
+      definition.circuit = opensAfter > 0 ? { ...circuit, enabled: true, open_after_failures: opensAfter } : { ...circuit, enabled: false };
       if (existing) definition.status = existing.status;
       if (!problems.length) {
         try {
@@ -752,6 +773,8 @@ function handlerForm(view, existing) {
       field("Holds back larger priority numbers", h("select", { name: "holds_back" },
         [["until_first_attempt", "until its first attempt"], ["until_done", "until done (delivered, rejected or dead)"], ["never", "never"]].map(([value, text]) =>
           h("option", { value, selected: (existing ? existing.holds_back : "until_first_attempt") === value }, text)))),
+      field("Rate limit (requests per second; empty: none)", h("input", { name: "rate_per_second", type: "number", min: 0, step: "any", value: existing && existing.rate_limit ? existing.rate_limit.per_second : "" })),
+      field("Circuit opens after this many failures in a row (0: never)", h("input", { name: "circuit_failures", type: "number", min: 0, max: 10000, value: existing ? (existing.circuit.enabled ? existing.circuit.open_after_failures : 0) : 5 })),
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "enrichment", checked: existing ? existing.enrichment : true }), "Enrich with PortaBilling data (pb_data)"),
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "service_password", checked: existing ? existing.service_password : false }), "Include the service password"),
     ),
