@@ -325,3 +325,47 @@ def test_the_outage_story_end_to_end(store_url: str, dataset_file: Path) -> None
     times = [at for at, _ in switch.accepted]
     for i, start in enumerate(times):
         assert sum(1 for t in times[i:] if t < start + 1.0) <= per_second + burst + 1
+
+
+def test_deliveries_behind_an_open_circuit_still_die_at_their_give_up_age(
+    store_url: str, dataset_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker looks for such deliveries every 30 s; here every half second.
+    monkeypatch.setattr("opennsps.pipeline.worker.EXPIRY_SECONDS", 0.5)
+    switch = Switch()
+    never_probe = {**CIRCUIT, "probe_first_seconds": 600, "probe_max_seconds": 600}
+    short_lived = {**SLOW_RETRY, "give_up_after_seconds": 3}
+    with wired(
+        store_url,
+        dataset_file,
+        lambda c: [
+            http_handler(c.url, "hss", retry=short_lived, circuit=never_probe, status_group="HSS")
+        ],
+    ) as (sandbox, gw, server):
+        server.decide = switch
+        emit_round(sandbox, 1)
+        wait_for(lambda: circuit_of(gw)["state"] == "open", what="the circuit open")
+        emit_round(sandbox, 1)  # these are never attempted
+        wait_for(
+            lambda: (
+                {d["state"] for d in deliveries(gw)} == {"dead"}
+                and len(deliveries(gw)) == 2 * ACCOUNTS
+            ),
+            timeout=30,
+            what="every delivery given up",
+        )
+        with gw.api() as api:
+            attempts = api.get("/attempts", params={"outcome": "dead", "limit": 50}).json()
+        reasons = {a["error"] for a in attempts["items"]}
+        assert any("circuit was open" in (r or "") for r in reasons), reasons
+        # PortaBilling hears FAILED for them, as for any dead delivery
+        latest = wait_for(
+            lambda: [
+                s
+                for s in sandbox.get(f"/sandbox/statuses/{FIRST}")["latest"]
+                if s["status"] == "FAILED" and "circuit was open" in s["error"]
+            ],
+            what="FAILED reported for the one given up",
+        )
+        assert latest[0]["group"] == "HSS"
+    assert switch.refused < 2 * ACCOUNTS  # the second round never reached the connector
