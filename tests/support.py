@@ -8,6 +8,7 @@ import hmac
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -147,10 +148,19 @@ class GatewayProcess:
     """`opennsps serve` as a child process, its stdout (JSON log lines) kept in a file."""
 
     def __init__(
-        self, config_file: Path, log_file: Path, env: dict[str, str] | None = None
+        self,
+        config_file: Path,
+        log_file: Path,
+        env: dict[str, str] | None = None,
+        tls_certificate: Path | None = None,
     ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if tls_certificate else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        # With TLS, the gateway's own certificate is the one to trust.
+        self.verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(tls_certificate)) if tls_certificate else True
+        )
         self._log = log_file.open("ab")
         self.process = subprocess.Popen(
             [
@@ -181,7 +191,8 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"opennsps serve exited with {self.process.returncode}")
             try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                answer = httpx.get(f"{self.url}/ready", timeout=1, verify=self.verify)
+                if answer.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

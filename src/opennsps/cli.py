@@ -98,14 +98,29 @@ def serve(
         )
         raise typer.Exit(2)
     configure_logging(settings.logging.level)
+    tls = settings.server.tls
+    reloader = None
+    if tls is not None:
+        from opennsps.tls import CertificateReloader, TlsError, server_context
+
+        try:
+            context = server_context(tls)
+        except TlsError as exc:
+            print_error(str(exc))
+            raise typer.Exit(2) from None
+        reloader = CertificateReloader(context, tls)
+        reloader.start()
     store = store_or_exit(settings)
     uvicorn.run(
         create_app(settings, store, owns_process=True),
         host=host or settings.server.host,
         port=port if port is not None else settings.server.port,
         timeout_graceful_shutdown=30,
+        ssl_context_factory=(lambda *_: context) if tls is not None else None,
         **uvicorn_options(settings.server),
     )
+    if reloader is not None:
+        reloader.stop()
 
 
 @config_app.command("check")
@@ -127,6 +142,13 @@ def config_check(
                 check_plugin(handler.python.entry_point, handler.python.options)
             except PluginLoadError as exc:
                 problems.append(f"handlers.{handler.id}.python: {exc}")
+    if settings.server.tls is not None:
+        from opennsps.tls import TlsError, server_context
+
+        try:
+            server_context(settings.server.tls)
+        except TlsError as exc:
+            problems.append(str(exc))
     if problems:
         print_error(f"invalid configuration ({file}):\n  " + "\n  ".join(problems))
         raise typer.Exit(2)

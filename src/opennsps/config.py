@@ -63,6 +63,18 @@ class _Section(BaseModel):
     )
 
 
+class TlsConfig(_Section):
+    """TLS on the gateway's listener (tls.py): PEM files, loaded again when they change."""
+
+    certificate: str = Field(min_length=1, description="PEM certificate (with its chain)")
+    key: str = Field(min_length=1, description="PEM private key")
+    key_password: SecretStr | None = None
+    reload_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="How often to look for changed files"
+    )
+    minimum_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+
+
 class ServerConfig(_Section):
     """Where the gateway listens, and the limits of its HTTP server (http_server.py)."""
 
@@ -74,6 +86,7 @@ class ServerConfig(_Section):
     body_timeout: float = Field(default=30.0, gt=0, le=3600)
     keep_alive_timeout: int = Field(default=5, ge=1, le=3600)
     max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    tls: TlsConfig | None = None
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For "
