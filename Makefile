@@ -11,9 +11,10 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 CONFIG ?= opennsps.example.yaml
 # The example's secrets are change-me placeholders: serve refuses them unless told.
 SERVE_FLAGS ?= $(if $(filter opennsps.example.yaml,$(CONFIG)),--insecure-defaults,)
-# Debian packages the tests use: openssl, to make the TLS tests' certificates; Perl's TLS client, for the ESPF guide's Perl sample calls,
-# and the modules of its sample application (Plack, Const::Fast, Cpanel::JSON::XS,
-# Cache::LRU, HTTP::Status), for a Perl application written like it;
+# Debian packages the tests use: openssl, to make the TLS tests' certificates; Perl's TLS
+# client, for the ESPF guide's Perl sample calls, and the modules of its sample application
+# (Plack, Const::Fast, Cpanel::JSON::XS, Cache::LRU, HTTP::Status), for a Perl application
+# written like it;
 # FreeRADIUS and radclient, for the RADIUS connector's tests against a real server;
 # Chromium, for the console's browser tests (Playwright drives it; no browser download);
 # redis-server, which the real PyHSS needs (each test run starts a private one).
