@@ -153,6 +153,7 @@ class GatewayProcess:
         log_file: Path,
         env: dict[str, str] | None = None,
         tls_certificate: Path | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.port = free_port()
         scheme = "https" if tls_certificate else "http"
@@ -164,9 +165,7 @@ class GatewayProcess:
         self._log = log_file.open("ab")
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "opennsps.cli",
+                *(command or [sys.executable, "-m", "opennsps.cli"]),
                 "serve",
                 "-c",
                 str(config_file),

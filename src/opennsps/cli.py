@@ -26,7 +26,18 @@ from opennsps.cli_support import (
 from opennsps.connector.cli import app as connector_app
 from opennsps.console.cli import app as users_app
 from opennsps.pipeline.cli import register as register_pipeline_commands
-from opennsps.sandbox.cli import app as sandbox_app
+
+SANDBOX_MISSING = (
+    "the PortaBilling sandbox and the demo are not installed with this package: "
+    "pip install 'opennsps[sandbox]' (for trials and tests; never needed in production)"
+)
+sandbox_app: typer.Typer | None
+try:
+    from opennsps.sandbox.cli import app as sandbox_app
+except ModuleNotFoundError as missing:
+    if not (missing.name or "").startswith("opennsps.sandbox"):
+        raise
+    sandbox_app = None
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -48,7 +59,20 @@ app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(rejected_app, name="rejected")
-app.add_typer(sandbox_app, name="sandbox")
+if sandbox_app is not None:
+    app.add_typer(sandbox_app, name="sandbox")
+else:
+
+    @app.command(
+        "sandbox",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        help="(not installed) The PortaBilling and HSS stand-ins: opennsps[sandbox].",
+    )
+    def sandbox_missing() -> None:
+        print_error(SANDBOX_MISSING)
+        raise typer.Exit(2)
+
+
 app.add_typer(connector_app, name="connector")
 app.add_typer(users_app, name="users")
 register_pipeline_commands(app)
@@ -60,8 +84,24 @@ def _store_name(settings: Settings) -> str:
     return redact_url(settings.store.url)
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from opennsps import __version__
+
+        out.print(f"opennsps {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def root(config: ConfigOption = None) -> None:
+def root(
+    config: ConfigOption = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
     """OpenNSPS: the provisioning gateway for PortaBilling ESPF events."""
     # `opennsps -c FILE COMMAND` as well as `opennsps COMMAND -c FILE` (which wins).
     cli_support.use_config(config)
@@ -366,7 +406,13 @@ def demo(
 ) -> None:
     """The full demo: PortaBilling sandbox → OpenNSPS (SQLite) → HSS, with a subscriber
     lifecycle, live progress and a reconciliation report. Exits 1 if the HSS disagrees."""
-    from opennsps.demo import DemoError, DemoOptions, run_demo
+    try:
+        from opennsps.demo import DemoError, DemoOptions, run_demo
+    except ModuleNotFoundError as missing:
+        if not (missing.name or "").startswith("opennsps."):
+            raise
+        print_error(SANDBOX_MISSING)
+        raise typer.Exit(2) from None
 
     options = DemoOptions(
         workdir=workdir,
