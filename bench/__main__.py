@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from bench import cli, execution_log, ingest, pipeline, sandbox
+from bench import cli, execution_log, ingest, outage, pipeline, sandbox
 
 BENCHMARKS = {
     "cli": cli.run,
     "ingest": ingest.run,
     "sandbox": sandbox.run,
     "pipeline": pipeline.run,
+    "outage": outage.run,
     "execution_log": execution_log.run,
 }
 
