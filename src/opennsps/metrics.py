@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
+import platform
 from functools import lru_cache
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+from opennsps import __version__
+from opennsps.domain.events import KNOWN_EVENT_TYPES
+
+# A `_created` series beside every counter and histogram doubles what Prometheus stores
+# and nothing here reads it.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+BUILD_INFO = Gauge(
+    "opennsps_build_info",
+    "Always 1; the labels say which OpenNSPS and Python this process runs.",
+    ["version", "python"],
+)
+BUILD_INFO.labels(__version__, platform.python_version()).set(1)
 
 EVENTS_RECEIVED = Counter(
     "opennsps_events_received_total",
     "ESPF ingress requests by event type and outcome.",
     ["event_type", "outcome"],
 )
+_KNOWN_TYPES = frozenset(KNOWN_EVENT_TYPES)
+
+
+def event_type_label(event_type: str) -> str:
+    """The event type as a label: the known ones as they are, custom ones as `Custom/*`,
+    anything else `other` (ESPF accepts any event type; a label must stay bounded)."""
+    if event_type in _KNOWN_TYPES or not event_type:
+        return event_type
+    return "Custom/*" if event_type.startswith("Custom/") else "other"
 
 
 @lru_cache(maxsize=4096)
 def events_received(event_type: str, outcome: str) -> Counter:
     """The EVENTS_RECEIVED series of one event type and outcome (looked up once each)."""
-    return EVENTS_RECEIVED.labels(event_type, outcome)
+    return EVENTS_RECEIVED.labels(event_type_label(event_type), outcome)
 
 
 INGRESS_LATENCY = Histogram(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,19 @@ def test_health_ready_and_metrics(gateway: str) -> None:
     assert 'opennsps_events_received_total{event_type="",outcome="unauthorized"}' in text
     assert "opennsps_ingress_latency_seconds_bucket" in text
     assert "opennsps_store_commit_seconds_bucket" in text
+    assert f'opennsps_build_info{{python="{platform.python_version()}",version="' in text
+    assert "_created" not in text  # no creation-time series beside every counter
+
+
+def test_the_event_type_label_stays_bounded(gateway: str) -> None:
+    for n, event_type in enumerate(["Custom/Anything1", "Custom/Anything2", "Weird/Thing"]):
+        body = event_body(100 + n, event_type, i_account=7)
+        answer = httpx.post(f"{gateway}/espf/events", json=body, headers=basic_header())
+        assert answer.status_code == 200
+    text = httpx.get(f"{gateway}/metrics").text
+    assert 'opennsps_events_received_total{event_type="Custom/*",outcome="accepted"}' in text
+    assert 'opennsps_events_received_total{event_type="other",outcome="accepted"}' in text
+    assert "Anything1" not in text and "Weird/Thing" not in text
 
 
 def test_unknown_routes_answer_in_the_error_shape(gateway: str) -> None:

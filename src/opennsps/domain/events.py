@@ -12,6 +12,29 @@ import orjson
 from opennsps.domain.values import INT64_MIN, as_integer, as_utc, iso_time
 
 MAX_EVENT_TYPE_LENGTH = 255
+#: The event types of the ESPF guide (its four groups, and the quota events and custom
+#: event of its scheduling scenario) and of the NSPS connector guide (the SIM group).
+#: Others (custom event types) are accepted too.
+KNOWN_EVENT_TYPES = (
+    "Subscriber/Created",
+    "Subscriber/Updated",
+    "Subscriber/Deleted",
+    "Customer/Created",
+    "Customer/Updated",
+    "Customer/Deleted",
+    "Invoice/Created",
+    "Invoice/Updated",
+    "DID/Created",
+    "DID/Updated",
+    "DID/Deleted",
+    "Account/Service/QuotaExceeded",
+    "Account/Service/QuotaAvailable",
+    "Custom/NextMonth",
+    "SIM/Created",
+    "SIM/Updated",
+    "SIM/Deleted",
+    "SIM/Replaced",
+)
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # The entity an event is about, for ordering: the first of these variables it carries.

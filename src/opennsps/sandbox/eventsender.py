@@ -26,6 +26,7 @@ import httpx
 import jwt
 import orjson
 
+from opennsps.domain.events import KNOWN_EVENT_TYPES
 from opennsps.logging import get_logger
 
 log = get_logger("opennsps.sandbox.eventsender")
@@ -45,28 +46,7 @@ CREATE INDEX IF NOT EXISTS espf_attempts_event ON espf_attempts (i_event);
 CREATE TABLE IF NOT EXISTS espf_subscriptions (event_type TEXT PRIMARY KEY);
 """
 FIRST_I_EVENT = 1_000_001
-#: The event types of the ESPF guide (its four groups, and the quota events and custom
-#: event of its scheduling scenario) and of the NSPS connector guide (the SIM group).
-EVENT_TYPES = (
-    "Subscriber/Created",
-    "Subscriber/Updated",
-    "Subscriber/Deleted",
-    "Customer/Created",
-    "Customer/Updated",
-    "Customer/Deleted",
-    "Invoice/Created",
-    "Invoice/Updated",
-    "DID/Created",
-    "DID/Updated",
-    "DID/Deleted",
-    "Account/Service/QuotaExceeded",
-    "Account/Service/QuotaAvailable",
-    "Custom/NextMonth",
-    "SIM/Created",
-    "SIM/Updated",
-    "SIM/Deleted",
-    "SIM/Replaced",
-)
+EVENT_TYPES = KNOWN_EVENT_TYPES
 CUSTOM_PREFIX = "Custom/"
 
 
