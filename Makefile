@@ -18,10 +18,12 @@ SERVE_FLAGS ?= $(if $(filter opennsps.example.yaml,$(CONFIG)),--insecure-default
 # FreeRADIUS and radclient, for the RADIUS connector's tests against a real server;
 # Chromium, for the console's browser tests (Playwright drives it; no browser download);
 # redis-server, which the real PyHSS needs (each test run starts a private one);
-# prometheus, for promtool: it checks the alert rules in deploy/ and the /metrics output.
+# prometheus, for promtool: it checks the alert rules in deploy/ and the /metrics output;
+# docker-compose (which validates a compose file without a Docker engine) and systemd
+# (systemd-analyze verify), for the deployment files in deploy/.
 DEBIAN_PACKAGES := openssl libio-socket-ssl-perl libplack-perl libconst-fast-perl libcpanel-json-xs-perl \
   libcache-lru-perl libhttp-message-perl freeradius freeradius-utils chromium chromium-driver redis-server \
-  prometheus
+  prometheus docker-compose systemd
 
 .PHONY: run serve test test-fast lint typecheck bench clean debian-packages screenshots
 

@@ -163,6 +163,35 @@ def serve(
         reloader.stop()
 
 
+@app.command()
+def health(
+    config: ConfigOption = None,
+    port: Annotated[int | None, typer.Option(help="Override server.port.")] = None,
+) -> None:
+    """Ask the gateway on this machine whether it is ready (GET /ready on the configured
+    port, over TLS when server.tls is set): exit 0 when it is, 1 when not. For container
+    health checks and service managers."""
+    import httpx
+
+    settings = settings_or_exit(config)
+    scheme = "https" if settings.server.tls is not None else "http"
+    host = settings.server.host
+    host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
+    host = f"[{host}]" if ":" in host else host
+    url = f"{scheme}://{host}:{port or settings.server.port}/ready"
+    try:
+        # This asks whether the process is ready, not who it is: the certificate names
+        # the public host, not the address asked here.
+        answer = httpx.get(url, timeout=5, verify=False)  # noqa: S501
+    except httpx.HTTPError as exc:
+        print_error(f"{url}: {exc}")
+        raise typer.Exit(1) from None
+    if answer.status_code != 200:
+        print_error(f"{url}: HTTP {answer.status_code} {answer.text[:200]}")
+        raise typer.Exit(1)
+    out.print(f"{url}: ready")
+
+
 @config_app.command("check")
 def config_check(
     file: Annotated[Path, typer.Argument(help="The YAML file to check.")],
