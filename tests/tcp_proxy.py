@@ -1,4 +1,5 @@
-"""A TCP proxy on 127.0.0.1 that a test can cut and restore, to take a database away."""
+"""A TCP proxy on 127.0.0.1 that a test can cut and restore, to take a database away; with
+several targets, a round-robin load balancer that skips a target refusing connections."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from concurrent.futures import Future
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
+    def __init__(self, target_host: str, *target_ports: int) -> None:
+        self.targets = [(target_host, port) for port in target_ports]
+        self._next = 0
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -50,9 +52,15 @@ class TcpProxy:
         self._writers.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
+        for _ in self.targets:
+            target = self.targets[self._next % len(self.targets)]
+            self._next += 1
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*target)
+                break
+            except OSError:
+                continue
+        else:
             writer.transport.abort()
             return
         self._writers.update({writer, up_writer})
