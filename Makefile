@@ -32,7 +32,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON) --quiet
+	$(UV) sync --frozen --extra otel --python $(PYTHON) --quiet
 	touch $@
 
 ## run: the demo — PortaBilling sandbox → OpenNSPS (SQLite) → HSS, with a live lifecycle

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ from opennsps.config import Settings
 from opennsps.logging import configure_logging
 from opennsps.sandbox.dataset import generate
 from opennsps.store.event_store import EventStore
-from tests.support import running, settings_for
+from tests.support import child_processes, running, settings_for
 from tools.ensure_postgres import ensure as ensure_postgres
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -22,6 +25,28 @@ ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1
 
 def pytest_configure(config: pytest.Config) -> None:
     configure_logging("warning")
+
+
+LEFTOVER_GRACE_SECONDS = 15.0
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """A test stops every process it started, whatever happened in it: one still running
+    after it (and its fixtures) ended is killed, and the test fails saying which."""
+    before = set(child_processes())
+    yield
+    deadline = time.monotonic() + LEFTOVER_GRACE_SECONDS  # some may still be exiting
+    while True:
+        left = {pid: cmd for pid, cmd in child_processes().items() if pid not in before}
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        pytest.fail(f"the test left processes running (now killed): {left}")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from opennsps import __version__
+from opennsps import __version__, tracing
 from opennsps.api_docs import install_api_docs
 from opennsps.config import Settings, redact_url
 from opennsps.console.api import install_api_errors
@@ -61,6 +61,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tracing.configure(settings.tracing)
         before, after = await run_in_threadpool(event_store.upgrade)
         await run_in_threadpool(pipeline.handler_store.sync_from_config, settings.handlers)
         await run_in_threadpool(event_store.open, apply_migrations=False)
@@ -84,6 +85,7 @@ def create_app(
             if settings.pipeline.enabled:
                 await pipeline.stop()
             await run_in_threadpool(event_store.close)
+            await run_in_threadpool(tracing.shutdown)
             log.info("opennsps stopped")
 
     ingress = EspfIngress(settings.ingress, event_store, on_stored=pipeline.worker.wake)

@@ -138,6 +138,13 @@ def serve(
         )
         raise typer.Exit(2)
     configure_logging(settings.logging.level)
+    from opennsps.tracing import TracingUnavailable, check
+
+    try:
+        check(settings.tracing)
+    except TracingUnavailable as exc:
+        print_error(str(exc))
+        raise typer.Exit(2) from None
     tls = settings.server.tls
     reloader = None
     if tls is not None:
@@ -211,6 +218,12 @@ def config_check(
                 check_plugin(handler.python.entry_point, handler.python.options)
             except PluginLoadError as exc:
                 problems.append(f"handlers.{handler.id}.python: {exc}")
+    from opennsps.tracing import TracingUnavailable, check
+
+    try:
+        check(settings.tracing)
+    except TracingUnavailable as exc:
+        problems.append(str(exc))
     if settings.server.tls is not None:
         from opennsps.tls import TlsError, server_context
 

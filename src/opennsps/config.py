@@ -526,6 +526,22 @@ class ConsoleConfig(_Section):
     )
 
 
+class TracingConfig(_Section):
+    """OpenTelemetry traces (tracing.py; needs the `otel` extra), exported over OTLP/HTTP."""
+
+    enabled: bool = False
+    endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        pattern=URL_PATTERN,
+        description="The OTLP/HTTP traces endpoint of a collector",
+    )
+    service_name: str = Field(default="opennsps", min_length=1, max_length=100)
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    export_delay_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="Spans are sent in batches at most this late"
+    )
+
+
 class Settings(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -536,6 +552,7 @@ class Settings(_Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @field_validator("handlers")
     @classmethod

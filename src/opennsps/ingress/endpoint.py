@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from opennsps import metrics
+from opennsps import metrics, tracing
 from opennsps.config import CustomAuth, IngressConfig
 from opennsps.domain.errors import ErrorType
 from opennsps.domain.events import EventValidationError, IncomingEvent, parse_event
@@ -176,8 +176,21 @@ class EspfIngress:
             request_id=request.request_id,
             unique_id=request.unique_id,
         )
+        traced = tracing.event_span(
+            "espf.ingest",
+            request_id=request.request_id,
+            event_id=new.event_id,
+            attributes={
+                "opennsps.source": source.name,
+                "opennsps.event_type": event.event_type,
+                "opennsps.i_event": event.i_event,
+                "opennsps.request_id": request.request_id or "",
+                "opennsps.unique_id": request.unique_id or "",
+            },
+        )
         try:
-            outcome = await self.store.add_event(new)
+            with traced:
+                outcome = await self.store.add_event(new)
         except EventNotStorable as exc:
             raise Rejection(
                 400, "invalid_event", f"the store cannot hold this event: {exc}", "invalid"

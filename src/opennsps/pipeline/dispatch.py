@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from opennsps import tracing
 from opennsps.config import HandlerConfig
 from opennsps.connectors.base import AttemptResult, Connector
 from opennsps.connectors.payload import nsps_event
@@ -74,10 +75,25 @@ class Dispatcher:
         fails is not counted toward the delivery's schedule."""
         started_at = self.clock()
         started = time.perf_counter()
+        traced = tracing.event_span(
+            "opennsps.delivery",
+            request_id=delivery.request_id,
+            event_id=delivery.event_id,
+            attributes={
+                "opennsps.event_id": delivery.event_id,
+                "opennsps.event_type": delivery.event_type,
+                "opennsps.handler": handler.id,
+                "opennsps.attempt": delivery.attempts,
+                "opennsps.probe": probe,
+            },
+        )
         try:
-            result, pb_data, sent_status = await self._try(
-                delivery, handler, connector, connector_error, started, started_at
-            )
+            with traced as span:
+                result, pb_data, sent_status = await self._try(
+                    delivery, handler, connector, connector_error, started, started_at
+                )
+                if span is not None:
+                    span.set_attribute("opennsps.outcome", result.outcome.kind.value)
         except Exception as exc:
             log.exception("attempt failed inside OpenNSPS", delivery=delivery.id)
             reason = f"OpenNSPS failed during this attempt: {type(exc).__name__}: {exc}"
@@ -137,12 +153,13 @@ class Dispatcher:
             return _failed(started, reason, True), None, None
         if handler.enrichment:
             try:
-                pb_data = await self.enrichment.pb_data(
-                    delivery.source,
-                    delivery.event_type,
-                    delivery.variables,
-                    fresh_after=delivery.received_at.timestamp(),
-                )
+                with tracing.span("opennsps.enrich"):
+                    pb_data = await self.enrichment.pb_data(
+                        delivery.source,
+                        delivery.event_type,
+                        delivery.variables,
+                        fresh_after=delivery.received_at.timestamp(),
+                    )
             except EnrichmentUnavailable as exc:
                 return _failed(started, str(exc), True), None, None
             except PortaBillingError as exc:
@@ -170,9 +187,10 @@ class Dispatcher:
             created_at=delivery.created_at,
             updated_at=started_at,
         )
-        result = await connector.deliver(
-            body, request_id=delivery.request_id, unique_id=delivery.unique_id
-        )
+        with tracing.span("opennsps.connector", {"opennsps.handler_type": handler.type}):
+            result = await connector.deliver(
+                body, request_id=delivery.request_id, unique_id=delivery.unique_id
+            )
         return result, pb_data, sent_status
 
     def _completion(
