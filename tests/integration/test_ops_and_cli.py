@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import platform
+import shutil
+import subprocess
+import uuid
 from pathlib import Path
 
 import httpx
 import orjson
+import psycopg
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from opennsps.app import create_app
 from opennsps.cli import app as cli
-from opennsps.config import StoreConfig
+from opennsps.config import HandlerConfig, PipelineConfig, StoreConfig
 from opennsps.store.event_store import EventStore
-from tests.support import basic_header, event_body
+from tests.support import basic_header, event_body, running, settings_for
 
 runner = CliRunner()
 
@@ -172,3 +177,66 @@ def test_db_backup_copies_a_running_sqlite_store(
     finally:
         restored.close()
     assert copied == {e.event_id for e in store.list_events(limit=100)} and len(copied) == 5
+
+
+@pytest.mark.postgres
+def test_the_documented_postgresql_backup_procedure_restores_everything(
+    postgres_admin_url: str, tmp_path: Path
+) -> None:
+    """docs/operations.md's procedure, run as written: pg_dump of a live store, pg_restore
+    into an empty database, and OpenNSPS finds every event and delivery there."""
+    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
+        pytest.fail("pg_dump and pg_restore are not installed (Debian postgresql-client)")
+    base = postgres_admin_url.rpartition("/")[0]
+    names = [f"opennsps_backup_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        for name in names:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    original, restored = (f"{base}/{name}" for name in names)
+    try:
+        crm = {
+            "id": "crm",
+            "events": ["*"],
+            "type": "http",
+            "http": {"url": "http://127.0.0.1:9/events"},
+        }
+        # the deliveries stay pending, as in a backlog
+        settings = settings_for(original).model_copy(
+            update={
+                "handlers": [HandlerConfig.model_validate(crm)],
+                "pipeline": PipelineConfig(enabled=False),
+            }
+        )
+        with running(create_app(settings)) as url:
+            for i_event in range(1, 8):
+                answer = httpx.post(
+                    f"{url}/espf/events", json=event_body(i_event), headers=basic_header()
+                )
+                assert answer.status_code == 200
+            dump = tmp_path / "opennsps.dump"
+            subprocess.run(
+                ["pg_dump", "--format=custom", f"--file={dump}", original],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+        subprocess.run(
+            ["pg_restore", f"--dbname={restored}", str(dump)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        counts = {}
+        for url_ in (original, restored):
+            with psycopg.connect(url_) as connection:
+                counts[url_] = tuple(
+                    connection.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
+                    for table in ("events", "deliveries", "handlers")
+                )
+        assert counts[original] == counts[restored] == (7, 7, 1)
+        current = runner.invoke(cli, ["db", "current", "-c", str(config_file(tmp_path, restored))])
+        assert "(up to date)" in current.output, current.output
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            for name in names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
