@@ -53,7 +53,8 @@ def _wait_http(url: str, seconds: float = 60) -> None:
 
 
 @contextmanager
-def process(args: list[str], ready_url: str) -> Iterator[None]:
+def process(args: list[str], ready_url: str) -> Iterator[int]:
+    """`python -m ARGS` in its own process until the block ends; yields its pid."""
     child = subprocess.Popen(
         [sys.executable, "-m", *args],
         cwd=REPO,
@@ -62,7 +63,7 @@ def process(args: list[str], ready_url: str) -> Iterator[None]:
     )
     try:
         _wait_http(ready_url)
-        yield
+        yield child.pid
     finally:
         child.terminate()
         try:

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from opennsps.domain.pb_data import PbDataPart
 from opennsps.domain.routing import EVENT_PATTERN_TEXT, validate_pattern
 
 ENV_PREFIX = "OPENNSPS_"
@@ -185,6 +186,12 @@ class PortaBillingConfig(_Section):
     max_concurrency: int = Field(default=8, ge=1, le=256)
     attempts: int = Field(default=3, ge=1, le=10)
     cache_ttl: float = Field(default=5.0, ge=0)
+    reference_cache_ttl: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long products and access policies (definitions, not subscriber "
+        "data; no ESPF event announces their change) are reused",
+    )
     espf_api: EspfApiConfig | None = None
 
     @model_validator(mode="after")
@@ -424,6 +431,11 @@ class HandlerConfig(_Section):
     python: PythonHandlerConfig | None = None
     template: TemplateHandlerConfig | None = None
     enrichment: bool = True
+    pb_data_parts: list[PbDataPart] | None = Field(
+        default=None,
+        description="Only these parts of an account event's pb_data (the PortaBilling calls "
+        "for the others are not made); default: the connector's own list, else all",
+    )
     service_password: bool = Field(
         default=False,
         description="Include the account's service password (h323_password) in pb_data",

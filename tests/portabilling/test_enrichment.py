@@ -372,3 +372,43 @@ def test_a_sim_event_without_an_account_gets_the_card(sandbox: SandboxServer) ->
     assert pb_data["sim_info"]["imsi"] and pb_data["sim_info"]["status"] == "deleted"
     assert deleted["variables"] == {**deleted["variables"], "i_account": FIRST}
     assert enrich(sandbox, "SIM/Created", {"i_sim_card": 1})[0] == {}
+
+
+def test_only_the_parts_a_handler_reads_are_called_for(sandbox: SandboxServer) -> None:
+    """The HSS connector's parts: the account and its SIM cards (2 calls an event); the
+    access policy is reference data, read once for many events; no balance counters."""
+    api = sandbox.app.state.sandbox.portabilling
+    parts = ("account_info", "sim_info", "access_policy_info", "prev_sim_info")
+
+    async def run() -> list[dict[str, Any]]:
+        client = client_for(sandbox)
+        enricher = Enricher(client)
+        try:
+            found = []
+            for n in range(10):
+                # each event received now: the account's own answers are never reused
+                found.append(
+                    await enricher.pb_data(
+                        "Subscriber/Updated",
+                        {"i_account": FIRST + n % 2},
+                        fresh_after=time.time(),
+                        parts=parts,
+                    )
+                )
+            return found
+        finally:
+            await client.close()
+
+    before = dict(api.calls)
+    found = asyncio.run(run())
+    made = {k: v - before.get(k, 0) for k, v in api.calls.items() if v != before.get(k, 0)}
+    assert made.get("Account/get_account_info") == 10
+    assert made.get("SIMCard/get_card_list") == 10
+    assert "Account/get_full_vd_counter_info" not in made
+    assert "Product/get_product_info" not in made
+    assert made.get("AccessPolicy/get_access_policy_info", 0) <= 2  # one per policy
+    for pb_data in found:
+        assert set(pb_data) <= set(parts) and {"account_info", "sim_info"} <= set(pb_data)
+    # Without parts, everything as before.
+    full, _ = enrich(sandbox, "Subscriber/Updated", {"i_account": FIRST})
+    assert {"full_vd_counter_info", "product_info"} <= set(full)

@@ -46,3 +46,14 @@ def test_each_handler_keeps_to_its_own_concurrency() -> None:
     w.handlers = {"a": active("a", 3), "b": active("b", 2)}
     w._in_flight_by_handler["a"] = 2
     assert w._share(32) in ({"a": 1, "b": 2}, {"b": 2, "a": 1})
+
+
+def test_a_busy_handler_is_claimed_for_in_batches_not_one_at_each_completion() -> None:
+    w = worker()
+    w.handlers = {"a": active("a", 16)}
+    w._in_flight_by_handler["a"] = 15  # one free: wait for a quarter of its concurrency
+    assert w._share(32) == {}
+    w._in_flight_by_handler["a"] = 12
+    assert w._share(32) == {"a": 4}
+    w._in_flight_by_handler["a"] = 0  # idle: claim at once, however few are due
+    assert w._share(32) == {"a": 16}

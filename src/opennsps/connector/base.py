@@ -87,6 +87,9 @@ class Connector:
 
     #: The PortaBilling service group this connector's statuses belong to (e.g. "HSS").
     status_group: ClassVar[str | None] = None
+    #: The parts of an account event's pb_data this connector reads (e.g. account_info,
+    #: sim_info); None: all. The gateway skips the PortaBilling calls for the others.
+    pb_data_parts: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})

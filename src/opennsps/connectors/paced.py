@@ -19,6 +19,7 @@ class PacedConnector:
         self.allowance = (limit.allowed_burst - 1) * self.interval
         self._tat = 0.0  # the theoretical arrival time of the next request (loop clock)
         self.status_group: str | None = getattr(inner, "status_group", None)
+        self.pb_data_parts: tuple[str, ...] | None = getattr(inner, "pb_data_parts", None)
 
     async def deliver(
         self, event: dict[str, Any], *, request_id: str | None, unique_id: str | None

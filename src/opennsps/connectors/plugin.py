@@ -86,6 +86,11 @@ class PluginConnector:
         #: The plug-in's own status group (an SDK Connector's class attribute), used when
         #: its handler names none.
         self.status_group: str | None = group if isinstance(group, str) and group else None
+        parts = getattr(plugin, "pb_data_parts", None)
+        #: The parts of pb_data the plug-in reads (an SDK Connector's class attribute).
+        self.pb_data_parts: tuple[str, ...] | None = (
+            tuple(parts) if isinstance(parts, (tuple, list)) else None
+        )
 
     async def close(self) -> None:
         closer = getattr(self.plugin, "close", None)

@@ -153,12 +153,14 @@ class Dispatcher:
             return _failed(started, reason, True), None, None
         if handler.enrichment:
             try:
+                parts = handler.pb_data_parts or getattr(connector, "pb_data_parts", None)
                 with tracing.span("opennsps.enrich"):
                     pb_data = await self.enrichment.pb_data(
                         delivery.source,
                         delivery.event_type,
                         delivery.variables,
                         fresh_after=delivery.received_at.timestamp(),
+                        parts=parts,
                     )
             except EnrichmentUnavailable as exc:
                 return _failed(started, str(exc), True), None, None

@@ -3,7 +3,7 @@ session, one cache), shared by every handler that enriches its events."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +71,7 @@ def client_settings(config: PortaBillingConfig) -> PortaBillingSettings:
         max_concurrency=config.max_concurrency,
         attempts=config.attempts,
         cache_ttl=config.cache_ttl,
+        reference_cache_ttl=config.reference_cache_ttl,
     )
 
 
@@ -100,6 +101,7 @@ class Enrichment:
         variables: dict[str, Any],
         *,
         fresh_after: float | None = None,
+        parts: Collection[str] | None = None,
     ) -> dict[str, Any]:
         enricher = self._enrichers.get(source)
         if enricher is None:
@@ -108,4 +110,4 @@ class Enrichment:
                 f" (ingress.sources.{source}.portabilling); set it, or turn enrichment off"
                 " for this handler"
             )
-        return await enricher.pb_data(event_type, variables, fresh_after=fresh_after)
+        return await enricher.pb_data(event_type, variables, fresh_after=fresh_after, parts=parts)

@@ -280,14 +280,12 @@ class Worker:
         """Split one claim batch between the handlers with room (and a closed circuit),
         starting with a different handler each round so that none is starved."""
         ready = [
-            (
-                handler_id,
-                active.stored.definition.max_concurrency - self._in_flight_by_handler[handler_id],
-            )
+            (handler_id, room)
             for handler_id, active in self.handlers.items()
             if active.stored.status == "enabled"
             and not active.stored.paused
             and not self._held(handler_id, active)
+            and (room := self._room(handler_id, active.stored.definition.max_concurrency))
         ]
         if not ready:
             return {}
@@ -300,6 +298,14 @@ class Worker:
                 limits[handler_id] = take
                 remaining -= take
         return limits
+
+    def _room(self, handler_id: str, max_concurrency: int) -> int:
+        """How many more of the handler's deliveries to claim now: none while it is busy
+        and has less than a quarter of its concurrency free (each claim is a
+        transaction: claiming one or two at every completion cost more than it gained)."""
+        busy = self._in_flight_by_handler[handler_id]
+        room = max_concurrency - busy
+        return room if not busy or room >= max(1, max_concurrency // 4) else 0
 
     def _lease(self) -> timedelta:
         return timedelta(seconds=self.config.lease_seconds)

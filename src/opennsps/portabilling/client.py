@@ -45,6 +45,7 @@ class PortaBillingSettings:
     attempts: int = 3
     backoff: float = 0.2
     cache_ttl: float = 5.0
+    reference_cache_ttl: float = 300.0
 
 
 class PortaBillingClient:
@@ -67,8 +68,8 @@ class PortaBillingClient:
         self._session_id: str | None = None
         self._login_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(settings.max_concurrency)
-        # key → (clock when answered, wall time the request was sent, answer)
-        self._cache: dict[str, tuple[float, float, dict[str, Any]]] = {}
+        # key → (clock when answered, wall time the request was sent, answer, its TTL)
+        self._cache: dict[str, tuple[float, float, dict[str, Any], float]] = {}
         self._pending: dict[str, tuple[float, asyncio.Future[dict[str, Any]]]] = {}
         self._swept_at = clock()
         self._observe = observe
@@ -85,20 +86,23 @@ class PortaBillingClient:
         *,
         cached: bool = True,
         fresh_after: float | None = None,
+        reference: bool = False,
     ) -> dict[str, Any]:
         """Call `Service/method` and return its JSON answer (`{}` for an unknown entity).
 
         A cached (or in-flight) answer is shared only while it is younger than the cache
         TTL and, with `fresh_after` (a Unix time, e.g. the event's receipt), only if its
         request was sent after that moment: an event's enrichment must see the change that
-        caused the event, never an answer read before it.
+        caused the event, never an answer read before it. A `reference` answer (a product,
+        an access policy: definitions no event announces the change of) is kept for the
+        reference TTL instead, whatever `fresh_after` says.
         """
         if not cached:
             return await self._call_with_retries(method, params)
         key = method + orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
-        floor = fresh_after if fresh_after is not None else float("-inf")
+        floor = fresh_after if fresh_after is not None and not reference else float("-inf")
         hit = self._cache.get(key)
-        if hit is not None and self._clock() - hit[0] < self.settings.cache_ttl and hit[1] >= floor:
+        if hit is not None and self._clock() - hit[0] < hit[3] and hit[1] >= floor:
             return hit[2]
         # Concurrent identical calls share one request.
         waiting = self._pending.get(key)
@@ -117,22 +121,21 @@ class PortaBillingClient:
             if self._pending.get(key, (0.0, None))[1] is future:
                 del self._pending[key]
         future.set_result(answer)
-        self._remember(key, sent_at, answer)
+        ttl = self.settings.reference_cache_ttl if reference else self.settings.cache_ttl
+        self._remember(key, sent_at, answer, ttl)
         return answer
 
-    def _remember(self, key: str, sent_at: float, answer: dict[str, Any]) -> None:
+    def _remember(self, key: str, sent_at: float, answer: dict[str, Any], ttl: float) -> None:
         now = self._clock()
         previous = self._cache.get(key)
         if previous is not None and previous[1] > sent_at:
             return  # a newer answer is already there
-        self._cache[key] = (now, sent_at, answer)
-        # Expired answers are swept at most once per TTL, so the cache holds about
+        self._cache[key] = (now, sent_at, answer, ttl)
+        # Expired answers are swept at most once per (short) TTL, so the cache holds about
         # two TTLs' worth of calls and the sweep costs nothing per call.
         if now - self._swept_at >= self.settings.cache_ttl:
             self._swept_at = now
-            for stale in [
-                k for k, (at, _, _) in self._cache.items() if now - at >= self.settings.cache_ttl
-            ]:
+            for stale in [k for k, entry in self._cache.items() if now - entry[0] >= entry[3]]:
                 del self._cache[stale]
 
     async def _call_with_retries(self, method: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Collection
+from typing import Any, Protocol
 
 from opennsps.domain.events import event_group
+from opennsps.domain.pb_data import PB_DATA_PARTS
 from opennsps.domain.values import as_integer
 from opennsps.portabilling.client import PortaBillingClient
 
+# What needs Account/get_account_info: the account itself, and what it points to.
+ACCOUNT_PARTS = frozenset({"account_info", "product_info", "access_policy_info"})
+# Definitions, not subscriber data: no event announces their change (client.call).
+REFERENCE_PARTS = frozenset({"product_info", "access_policy_info"})
 BILL_STATUS = {"O": "open", "S": "suspended", "I": "inactive", "C": "terminated"}
 BILLING_MODEL = {
     -1: "debit_account",
@@ -62,7 +67,14 @@ ACCOUNT_GROUPS = frozenset({"Subscriber", "Account", "SIM"})
 SERVICE_PASSWORD = "h323_password"  # noqa: S105 (a field name)
 
 Data = dict[str, Any]
-Call = Callable[[str, Data], Awaitable[Data]]
+
+
+class Call(Protocol):
+    """PortaBillingClient.call with the event's freshness bound in."""
+
+    def __call__(
+        self, method: str, params: Data, *, reference: bool = False
+    ) -> Awaitable[Data]: ...
 
 
 def account_info(raw: Data) -> Data:
@@ -135,18 +147,27 @@ class Enricher:
         self.client = client
 
     async def pb_data(
-        self, event_type: str, variables: Data, *, fresh_after: float | None = None
+        self,
+        event_type: str,
+        variables: Data,
+        *,
+        fresh_after: float | None = None,
+        parts: Collection[str] | None = None,
     ) -> Data:
-        """The event's pb_data, read from answers sent after `fresh_after` (a Unix time)."""
+        """The event's pb_data, read from answers sent after `fresh_after` (a Unix time);
+        of an account, only `parts` (domain/pb_data.py) when given."""
         call = functools.partial(self.client.call, fresh_after=fresh_after)
+        wanted = frozenset(parts) if parts is not None else PB_DATA_PARTS
         group = event_group(event_type)
         i_account = as_integer(variables.get("i_account"))
         if group == "SIM" and i_account is None:
-            return await self._card(call, variables)
+            return await self._card(call, variables, wanted)
         if group in ACCOUNT_GROUPS or (
             i_account is not None and group not in {"Customer", "Invoice", "DID"}
         ):
-            return await self._account(call, i_account, variables) if i_account is not None else {}
+            if i_account is None:
+                return {}
+            return await self._account(call, i_account, variables, wanted)
         if group == "Customer":
             return await self._one(
                 call, "Customer/get_customer_info", "i_customer", variables, "customer_info"
@@ -173,7 +194,7 @@ class Enricher:
         return {answer_key: answer[answer_key]} if answer_key in answer else {}
 
     @classmethod
-    async def _card(cls, call: Call, variables: Data) -> Data:
+    async def _card(cls, call: Call, variables: Data, wanted: frozenset[str]) -> Data:
         """A SIM event that names no account (an inventory change): the card, and its
         account's data when the card is assigned to one."""
         i_sim_card = as_integer(variables.get("i_sim_card"))
@@ -185,22 +206,32 @@ class Enricher:
             return {}
         i_account = as_integer(card.get("i_account"))
         if i_account is not None:
-            return await cls._account(call, i_account, variables)
+            return await cls._account(call, i_account, variables, wanted)
         return {"sim_info": card_info(card)}
 
     @staticmethod
-    async def _account(call: Call, i_account: int, variables: Data) -> Data:
+    async def _account(call: Call, i_account: int, variables: Data, wanted: frozenset[str]) -> Data:
+        """The account's parts that are `wanted`, with only the calls they need; products
+        and access policies are reference data (client.call's `reference`)."""
+
+        async def nothing() -> Data:
+            return {}
+
+        by_account = {"i_account": i_account}
         account, cards, counters = await asyncio.gather(
-            call("Account/get_account_info", {"i_account": i_account}),
-            call("SIMCard/get_card_list", {"i_account": i_account}),
-            call("Account/get_full_vd_counter_info", {"i_account": i_account}),
+            call("Account/get_account_info", by_account) if wanted & ACCOUNT_PARTS else nothing(),
+            call("SIMCard/get_card_list", by_account) if "sim_info" in wanted else nothing(),
+            call("Account/get_full_vd_counter_info", by_account)
+            if "full_vd_counter_info" in wanted
+            else nothing(),
         )
         pb_data: Data = {}
         raw = account.get("account_info")
         lookups = []
         if raw:
-            pb_data["account_info"] = account_info(raw)
-            policy = access_policy_id(raw)
+            if "account_info" in wanted:
+                pb_data["account_info"] = account_info(raw)
+            policy = access_policy_id(raw) if "access_policy_info" in wanted else None
             if policy is not None:
                 lookups.append(
                     (
@@ -209,17 +240,22 @@ class Enricher:
                         {"i_access_policy": policy},
                     )
                 )
-            if raw.get("i_product") is not None:
+            if raw.get("i_product") is not None and "product_info" in wanted:
                 lookups.append(
                     ("product_info", "Product/get_product_info", {"i_product": raw["i_product"]})
                 )
         previous = as_integer(variables.get("prev_i_sim_card"))
-        if previous is not None:
+        if previous is not None and "prev_sim_info" in wanted:
             lookups.append(("prev_sim_info", "SIMCard/get_card_info", {"i_sim_card": previous}))
         card_list = cards.get("card_list") or []
         if card_list:
             pb_data["sim_info"] = card_info(card_list[0])
-        answers = await asyncio.gather(*(call(method, params) for _, method, params in lookups))
+        answers = await asyncio.gather(
+            *(
+                call(method, params, reference=key in REFERENCE_PARTS)
+                for key, method, params in lookups
+            )
+        )
         for (key, _, _), answer in zip(lookups, answers, strict=True):
             found = answer.get("sim_info" if key == "prev_sim_info" else key)
             if found:

@@ -33,6 +33,8 @@ HSS_LINKS = link_table(MetaData(), "hss_links", "imsi", 32)
 
 class HssConnector(Connector):
     status_group = "HSS"
+    # What desired.py reads; no balance counters (one PortaBilling call fewer per event).
+    pb_data_parts = ("account_info", "sim_info", "access_policy_info", "prev_sim_info")
     options_model = HssOptions  # `config check` validates options with it
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
