@@ -29,10 +29,12 @@ import httpx
 from bench.common import free_port, gateway_process, write_result
 from bench.pipeline import (
     TOKEN,
+    connector_command,
     connector_stats,
     gateway_config,
     post_events,
     process,
+    sandbox_command,
 )
 from opennsps.sandbox.dataset import generate
 
@@ -144,21 +146,8 @@ def run() -> dict[str, Any]:
         config = gateway_config(workdir, sandbox, connector)
         handler = config.pop("handlers")[0]
         with (
-            process(
-                [
-                    "opennsps.cli",
-                    "sandbox",
-                    "serve",
-                    "--dataset",
-                    str(dataset),
-                    "--port",
-                    str(sandbox_port),
-                    "--hss-port",
-                    "0",
-                ],
-                f"{sandbox}/sandbox/faults",
-            ),
-            process(["bench.connector", "--port", str(connector_port)], f"{connector}/stats"),
+            process(sandbox_command(dataset, sandbox_port), f"{sandbox}/sandbox/faults"),
+            process(connector_command(connector_port), f"{connector}/stats"),
             gateway_process(workdir, config) as (url, _),
         ):
             _api(url, "POST", "/handlers", handler)

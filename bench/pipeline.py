@@ -72,6 +72,27 @@ def process(args: list[str], ready_url: str) -> Iterator[int]:
             child.kill()
 
 
+def sandbox_command(dataset: Path, port: int, *options: str) -> list[str]:
+    """`opennsps sandbox serve` over `dataset` on `port` (no HSS stand-in unless options
+    give one)."""
+    hss = [] if any(o.startswith("--hss-port") for o in options) else ["--hss-port", "0"]
+    return [
+        "opennsps.cli",
+        "sandbox",
+        "serve",
+        "--dataset",
+        str(dataset),
+        "--port",
+        str(port),
+        *hss,
+        *options,
+    ]
+
+
+def connector_command(port: int) -> list[str]:
+    return ["bench.connector", "--port", str(port)]
+
+
 def gateway_config(workdir: Path, sandbox: str, connector: str) -> dict[str, Any]:
     return {
         "store": {"url": f"sqlite:///{workdir / 'opennsps.db'}"},
@@ -153,21 +174,8 @@ def run() -> dict[str, Any]:
         sandbox = f"http://127.0.0.1:{sandbox_port}"
         connector = f"http://127.0.0.1:{connector_port}"
         with (
-            process(
-                [
-                    "opennsps.cli",
-                    "sandbox",
-                    "serve",
-                    "--dataset",
-                    str(dataset),
-                    "--port",
-                    str(sandbox_port),
-                    "--hss-port",
-                    "0",
-                ],
-                f"{sandbox}/sandbox/faults",
-            ),
-            process(["bench.connector", "--port", str(connector_port)], f"{connector}/stats"),
+            process(sandbox_command(dataset, sandbox_port), f"{sandbox}/sandbox/faults"),
+            process(connector_command(connector_port), f"{connector}/stats"),
         ):
             bare = load(
                 f"{connector}/events",

@@ -36,8 +36,10 @@ from bench.pipeline import (
     PASSWORD,
     TOKEN,
     USER,
+    connector_command,
     post_events,
     process,
+    sandbox_command,
 )
 from opennsps.demo import PROFILES
 from opennsps.sandbox.dataset import generate
@@ -215,25 +217,20 @@ def run() -> dict[str, Any]:
         with ExitStack() as stack:
             sandbox_pid = stack.enter_context(
                 process(
-                    [
-                        "opennsps.cli",
-                        "sandbox",
-                        "serve",
-                        "--dataset",
-                        str(dataset),
+                    sandbox_command(
+                        dataset,
+                        sandbox_port,
                         "--tls",
-                        "--port",
-                        str(sandbox_port),
                         "--hss-port",
                         str(hss_port),
                         "--faults",
                         json.dumps(faults),
-                    ],
+                    ),
                     f"{hss}/",
                 )
             )
             connector_pid = stack.enter_context(
-                process(["bench.connector", "--port", str(connector_port)], f"{connector}/stats")
+                process(connector_command(connector_port), f"{connector}/stats")
             )
             for name, handler, other in (
                 ("bare_connector", bare_handler(connector), connector_pid),

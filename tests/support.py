@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -136,6 +137,19 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout)
+
+
+def uv_command() -> str:
+    """The uv that `make test` bootstrapped (or one on the PATH)."""
+    import pytest
+
+    for candidate in (REPO / ".tools" / "bin" / "uv", Path(sys.executable).parent / "uv"):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("uv")
+    if found is None:
+        pytest.fail("uv is not installed: run the tests through `make test`, which installs it")
+    return found
 
 
 def child_processes() -> dict[int, str]:

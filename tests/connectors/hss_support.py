@@ -52,6 +52,16 @@ def hss_server(dataset: Path | None = None, provisioning_key: str | None = None)
         yield Hss(url, state)
 
 
+def reconcile(config: Path, *args: str) -> tuple[int, str]:
+    """`opennsps reconcile hss -c CONFIG ARGS`: its exit code and output."""
+    from typer.testing import CliRunner
+
+    from opennsps.cli import app as cli
+
+    result = CliRunner().invoke(cli, ["reconcile", "hss", "-c", str(config), *args])
+    return result.exit_code, result.output
+
+
 def hss_options(hss: HssAt, links: Path, **extra: Any) -> dict[str, Any]:
     return {
         "url": hss.url,

@@ -33,7 +33,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, uv_command
 
 VENDOR = REPO.parent / "shared" / "vendor" / "pyhss"
 TARBALL = VENDOR / "pyhss-2.0.0-47a3a16.tar.gz"
@@ -74,16 +74,6 @@ def _fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def _uv() -> str:
-    for candidate in (REPO / ".tools" / "bin" / "uv", Path(sys.executable).parent / "uv"):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("uv")
-    if found is None:
-        pytest.fail("uv is not installed: run the tests through `make test`, which installs it")
-    return found
-
-
 def installed() -> Path:
     """PyHSS's source tree with its virtualenv beside it (built once, then reused)."""
     if not TARBALL.exists():
@@ -104,9 +94,9 @@ def installed() -> Path:
         }
         venv = building / "venv"
         for command in (
-            [_uv(), "venv", "--quiet", "--python", sys.executable, str(venv)],
+            [uv_command(), "venv", "--quiet", "--python", sys.executable, str(venv)],
             [
-                _uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                uv_command(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
                 "-r", str(REQUIREMENTS), POSTGRES_DRIVER,
             ],
         ):  # fmt: skip

@@ -22,16 +22,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from opennsps.cli import app as cli
 from opennsps.config import Settings
 from opennsps.connector import Event
 from opennsps.connector.errors import Unavailable
 from opennsps.connectors.hss import HssConnector
 from opennsps.connectors.hss.client import Duplicate, PyHssClient
 from opennsps.sandbox.hss import sim_secrets
-from tests.connectors.hss_support import PROFILES, PROVISIONING_KEY, hss_handler
+from tests.connectors.hss_support import PROFILES, PROVISIONING_KEY, hss_handler, reconcile
 from tests.connectors.pyhss import RealPyHss, real_pyhss
 from tests.connectors.test_hss_connector import imsi_of, non_delivered_attempts, settled
 from tests.pipeline.harness import Gateway, Sandbox, gateway, gateway_config, sandbox_server
@@ -66,11 +64,6 @@ def pyhss(tmp_path: Path, dataset_file: Path) -> Iterator[RealPyHss]:
                 auc = {"ki": ki, "opc": opc, "amf": "8000", "imsi": imsi, "iccid": iccid}
                 api.put("/auc/", json=auc).raise_for_status()
         yield hss
-
-
-def reconcile(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["reconcile", "hss", "-c", str(config), *args])
-    return result.exit_code, result.output
 
 
 def change(sandbox: Sandbox, gw: Gateway, method: str, path: str, body: Any = None) -> None:

@@ -5,21 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from typer.testing import CliRunner
 
-from opennsps.cli import app as cli
 from opennsps.config import Settings
-from tests.connectors.hss_support import PROVISIONING_KEY, hss_handler, hss_server
+from tests.connectors.hss_support import PROVISIONING_KEY, hss_handler, hss_server, reconcile
 from tests.connectors.test_hss_connector import settled
 from tests.pipeline.harness import gateway, gateway_config, sandbox_server, wait_for
 
-runner = CliRunner()
 ACCOUNTS = 200  # tests/conftest.py's dataset
-
-
-def reconcile(config: Path, *args: str) -> tuple[int, str]:
-    result = runner.invoke(cli, ["reconcile", "hss", "-c", str(config), *args])
-    return result.exit_code, result.output
 
 
 def test_reconcile_reports_drift_and_fix_repairs_it(

@@ -19,19 +19,9 @@ import pytest
 import yaml
 
 from tests.pipeline.harness import gateway_config, wait_for
-from tests.support import REPO, GatewayProcess, basic_header, event_body, free_port
+from tests.support import REPO, GatewayProcess, basic_header, event_body, free_port, uv_command
 
 pytestmark = pytest.mark.slow
-
-
-def uv() -> str:
-    found = REPO / ".tools" / "bin" / "uv"
-    if found.exists():
-        return str(found)
-    located = shutil.which("uv")
-    if located is None:
-        pytest.fail("uv is not installed: `make test` bootstraps it into .tools/")
-    return located
 
 
 def run(*command: str, cwd: Path = REPO, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -76,11 +66,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     fresh virtualenv (as a production install is)."""
     root = tmp_path_factory.mktemp("packaging")
     dist = root / "dist"
-    run(uv(), "build", "--all-packages", "--out-dir", str(dist))
+    run(uv_command(), "build", "--all-packages", "--out-dir", str(dist))
     venv = root / "venv"
-    run(uv(), "venv", "--python", sys.executable, str(venv))
+    run(uv_command(), "venv", "--python", sys.executable, str(venv))
     wheel = dist / f"opennsps-{version()}-py3-none-any.whl"
-    run(uv(), "pip", "install", "--python", str(venv / "bin" / "python"), str(wheel))
+    run(uv_command(), "pip", "install", "--python", str(venv / "bin" / "python"), str(wheel))
     return Installed(dist, venv)
 
 
@@ -119,10 +109,10 @@ def test_the_built_wheel_installs_in_a_fresh_virtualenv_and_serves(
 
 def test_the_sandbox_extra_adds_the_stand_ins(installed: Installed, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    run(uv(), "venv", "--python", sys.executable, str(venv))
+    run(uv_command(), "venv", "--python", sys.executable, str(venv))
     python = str(venv / "bin" / "python")
     run(
-        uv(),
+        uv_command(),
         "pip",
         "install",
         "--python",
@@ -209,27 +199,21 @@ def test_the_compose_file_and_its_gateway_configuration_are_valid(installed: Ins
     if shutil.which("docker-compose") is None:
         pytest.fail("docker-compose is not installed: `make test` installs the Debian package")
     env = {**os.environ, "OPENNSPS_SECRET": "0123456789abcdef0123456789abcdef"}
-    checked = subprocess.run(
-        ["docker-compose", "-f", "compose.yaml", "config", "-q"],
-        cwd=compose,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    services = yaml.safe_load(
-        subprocess.run(
-            ["docker-compose", "-f", "compose.yaml", "config"],
+
+    def compose_config(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker-compose", "-f", "compose.yaml", "config", *args],
             cwd=compose,
             env=env,
             capture_output=True,
             text=True,
             timeout=60,
-            check=True,
-        ).stdout
-    )["services"]
+            check=False,
+        )
+
+    checked = compose_config("-q")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    services = yaml.safe_load(compose_config().stdout)["services"]
     assert {"postgres", "gateway-1", "gateway-2", "sandbox", "balancer"} <= set(services)
     gateway_env = services["gateway-1"]["environment"]
     # The gateways' configuration as the containers see it, checked by the installed CLI.

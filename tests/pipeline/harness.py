@@ -245,6 +245,18 @@ def serving(server: ConnectorServer) -> Iterator[ConnectorServer]:
         yield server
 
 
+def api_get(url: str, path: str, **params: Any) -> Any:
+    """GET /api/v1{path} of a gateway at `url` (an admin's token); the answer's JSON."""
+    answer = httpx.get(
+        f"{url}/api/v1{path}",
+        params=params,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return answer.json()
+
+
 def wait_for(
     condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = ""
 ) -> Any:

@@ -10,19 +10,18 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from opennsps.cli import app as cli
 from tests.pipeline.harness import (
-    ADMIN_TOKEN,
     FAST_RETRY,
     VIEWER_TOKEN,
     Answer,
     ConnectorServer,
     Gateway,
+    api_get,
     gateway_config,
     http_handler,
     sandbox_server,
@@ -237,7 +236,7 @@ def test_two_processes_on_postgres_share_one_circuit_and_one_rate_limit(
                 what="the backlog delivered",
             )
             assert _circuit_at(two.url)["state"] == "closed"
-            workers = {a["worker"] for a in _get(one.url, "/attempts", limit=500)["items"]}
+            workers = {a["worker"] for a in api_get(one.url, "/attempts", limit=500)["items"]}
         finally:
             one.stop()
             two.stop()
@@ -249,24 +248,13 @@ def test_two_processes_on_postgres_share_one_circuit_and_one_rate_limit(
     assert not connector.overlaps
 
 
-def _get(url: str, path: str, **params: Any) -> Any:
-    answer = httpx.get(
-        f"{url}/api/v1{path}",
-        params=params,
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        timeout=10,
-    )
-    answer.raise_for_status()
-    return answer.json()
-
-
 def _circuit_at(url: str) -> dict[str, Any]:
-    circuit: dict[str, Any] = _get(url, "/handlers/hss")["circuit_state"]
+    circuit: dict[str, Any] = api_get(url, "/handlers/hss")["circuit_state"]
     return circuit
 
 
 def _deliveries_at(url: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = _get(url, "/deliveries", limit=500)["items"]
+    items: list[dict[str, Any]] = api_get(url, "/deliveries", limit=500)["items"]
     return items
 
 

@@ -8,16 +8,12 @@ account by account (`opennsps reconcile` finds no drift)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from opennsps.cli import app as cli
-from tests.connectors.hss_support import PROVISIONING_KEY, hss_handler, hss_server
-from tests.pipeline.harness import ADMIN_TOKEN, gateway_config, sandbox_server, wait_for
+from tests.connectors.hss_support import PROVISIONING_KEY, hss_handler, hss_server, reconcile
+from tests.pipeline.harness import api_get, gateway_config, sandbox_server, wait_for
 from tests.support import GatewayProcess
 from tests.tcp_proxy import TcpProxy
 
@@ -26,27 +22,11 @@ FIRST, ACCOUNTS, CHANGED = 100_001, 200, 100
 PREMIUM = 180  # the sandbox's access policy "LTE premium" (another HSS profile)
 
 
-def api(url: str, path: str, **params: Any) -> Any:
-    answer = httpx.get(
-        f"{url}/api/v1{path}",
-        params=params,
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        timeout=10,
-    )
-    answer.raise_for_status()
-    return answer.json()
-
-
 def settled(url: str) -> dict[str, int] | None:
-    stats = api(url, "/stats")
+    stats = api_get(url, "/stats")
     states: dict[str, int] = stats["deliveries_by_state"]
     busy = states.get("pending", 0) + states.get("in_flight", 0)
     return None if busy or stats["status_outbox_backlog"] else states
-
-
-def reconcile(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["reconcile", "hss", "-c", str(config), *args])
-    return result.exit_code, result.output
 
 
 def test_one_gateway_killed_mid_burst_the_other_carries_on_and_nothing_is_lost(
@@ -89,7 +69,7 @@ def test_one_gateway_killed_mid_burst_the_other_carries_on_and_nothing_is_lost(
                     # mid-burst: some delivered, most still coming
                     wait_for(
                         lambda: (
-                            api(two.url, "/stats")["deliveries_by_state"].get("delivered", 0)
+                            api_get(two.url, "/stats")["deliveries_by_state"].get("delivered", 0)
                             > ACCOUNTS + 20
                         ),
                         what="the burst under way",
@@ -104,8 +84,8 @@ def test_one_gateway_killed_mid_burst_the_other_carries_on_and_nothing_is_lost(
             )
             states = wait_for(lambda: settled(two.url), timeout=120, what="every delivery done")
             sent = sandbox.get("/sandbox/eventsender?limit=0")["queue"]
-            stored = api(two.url, "/stats")["last_hour"]["events_received"]
-            workers = {a["worker"] for a in api(two.url, "/attempts", limit=1000)["items"]}
+            stored = api_get(two.url, "/stats")["last_hour"]["events_received"]
+            workers = {a["worker"] for a in api_get(two.url, "/attempts", limit=1000)["items"]}
             code, output = reconcile(path)
         finally:
             if balancer is not None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import yaml
 
 from tests.pipeline.harness import (
-    ADMIN_TOKEN,
     ConnectorServer,
+    api_get,
     connector_server,
     gateway_config,
     http_handler,
@@ -32,17 +31,6 @@ def write_config(directory: Path, store_url: str, sandbox_url: str, connector_ur
     path = directory / "opennsps.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def api_get(url: str, path: str, **params: Any) -> Any:
-    answer = httpx.get(
-        f"{url}/api/v1{path}",
-        params=params,
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        timeout=10,
-    )
-    answer.raise_for_status()
-    return answer.json()
 
 
 def undelivered(url: str) -> int:
