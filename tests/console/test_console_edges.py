@@ -254,13 +254,13 @@ def test_navigation_follows_an_account_and_tables_fit_1024_pixels(
             expect(listed).to_have_count(1)
             page.unroute("**/api/v1/events?*")
 
-            # The handlers table fits: an API handler's six actions take at most two rows.
+            # The handlers table fits: an API handler's seven actions take at most two rows.
             with gw.api() as api:
                 extra = http_handler(server.url, "crm-connector-with-a-long-name")
                 api.post("/handlers", json=extra).raise_for_status()
             page.get_by_role("link", name="Handlers").click()
             row = page.locator("#handlers-table tr[data-handler=crm-connector-with-a-long-name]")
-            expect(row.locator(".actions button")).to_have_count(6)
+            expect(row.locator(".actions button")).to_have_count(7)
             first = row.get_by_role("button", name="Disable").bounding_box()
             last = row.get_by_role("button", name="Delete").bounding_box()
             table = page.locator("#handlers-table").bounding_box()

@@ -569,33 +569,33 @@ async function handlersPage(view, args) {
       h("td", { class: "col-name" }, x.name || ""),
       h("td", { class: "mono" }, x.events.join(", ")),
       h("td", {}, x.type),
-      h("td", {}, badge(x.status), x.paused ? [" ", badge("paused")] : null, x.managed_by === "config" ? h("div", { class: "muted" }, "from the config file") : null),
+      h("td", {}, badge(x.status), x.paused ? [" ", badge("paused")] : null, x.managed_by === "config" ? h("div", { class: "muted" }, "from the config file") : null, circuitCell(x)),
       h("td", { class: "num" }, ok + bad ? `${(100 * ok / (ok + bad)).toFixed(1)} %` : "–"),
       h("td", { class: "num" }, (depth.pending || 0) + (depth.in_flight || 0)),
-      h("td", { class: "circuit" }, circuitCell(x)),
       h("td", {}, h("div", { class: "actions" }, buttons)));
   });
   add(view, 
     h("h1", {}, "Handlers"),
     can("admin") ? h("p", {}, h("button", { type: "button", class: "primary", onclick: () => { location.hash = "#/handlers/new"; } }, "New handler")) : null,
     h("div", { class: "wrap" }, h("table", { id: "handlers-table" },
-      h("thead", {}, h("tr", {}, ["ID", "Priority", "Name", "Events", "Type", "Status", "Success rate (1 h)", "Queue depth", "Circuit", "Actions"].map((t) => h("th", { class: t === "Name" ? "col-name" : null }, t)))),
-      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 10, class: "muted" }, "No handlers yet."))))),
+      h("thead", {}, h("tr", {}, ["ID", "Priority", "Name", "Events", "Type", "Status", "Success rate (1 h)", "Queue depth", "Actions"].map((t) => h("th", { class: t === "Name" ? "col-name" : null }, t)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No handlers yet."))))),
   );
 }
 
-// A handler's circuit: its state, since when, the last error and the next probe.
+// A handler's circuit, in its Status cell: nothing while it is closed and healthy; the
+// failures in a row while closed; when open or probing, since when, the next probe and
+// the last error.
 function circuitCell(x) {
   const c = x.circuit_state;
   if (c.state === "closed") {
-    return [badge("closed", "ok"), c.consecutive_failures ? h("div", { class: "muted" }, `${c.consecutive_failures} failures in a row`) : null];
+    return c.consecutive_failures ? h("div", { class: "circuit muted" }, `circuit closed, ${c.consecutive_failures} failures in a row`) : null;
   }
-  return [
-    badge(c.state === "open" ? "open" : "half-open (probing)", c.state === "open" ? "bad" : "warn"),
+  return h("div", { class: "circuit" },
+    badge(c.state === "open" ? "circuit open" : "circuit half-open (probing)", c.state === "open" ? "bad" : "warn"),
     h("div", { class: "muted" }, `since ${fmtTime(c.since)}`),
     c.next_probe_at && c.state === "open" ? h("div", { class: "muted" }, `next probe ${fmtTime(c.next_probe_at)}`) : null,
-    c.last_error ? h("div", { class: "muted", title: c.last_error }, c.last_error.slice(0, 80)) : null,
-  ];
+    c.last_error ? h("div", { class: "muted", title: c.last_error }, c.last_error.slice(0, 60)) : null);
 }
 
 function handlerForm(view, existing) {
