@@ -47,7 +47,7 @@ serve: $(VENV)/.synced
 ## test: lint, type-check and run every test (SQLite and PostgreSQL)
 test: $(VENV)/.synced lint typecheck debian-packages
 	$(VENV)/bin/python -m tools.ensure_postgres
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=30  # the slowest tests, to keep the suite's time in view
 
 ## test-fast: the inner-loop subset: SQLite only, without the tests marked slow (real
 ## PyHSS and FreeRADIUS, fuzzing, subprocesses); stops at the first failure
