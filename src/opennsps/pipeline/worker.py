@@ -471,6 +471,8 @@ class Worker:
 
     def _circuits_now(self, circuits: dict[str, Circuit], *, everything: bool = False) -> None:
         """Take in circuits read from the store (all of them, or those just changed)."""
+        if not circuits and not everything:
+            return  # an outcome batch that changed no circuit (the usual flush)
         for handler_id, circuit in circuits.items():
             before = self.circuits.get(handler_id, CLOSED)
             if circuit.state is not before.state:
