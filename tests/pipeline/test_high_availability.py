@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import create_engine, text
 
 from tests.connectors.hss_support import PROVISIONING_KEY, hss_handler, hss_server, reconcile
 from tests.pipeline.harness import api_get, gateway_config, sandbox_server, wait_for
@@ -27,6 +28,31 @@ def settled(url: str) -> dict[str, int] | None:
     states: dict[str, int] = stats["deliveries_by_state"]
     busy = states.get("pending", 0) + states.get("in_flight", 0)
     return None if busy or stats["status_outbox_backlog"] else states
+
+
+def unsettled(store_url: str, log: Path) -> str:
+    """What is left to do, read from the store, and the surviving gateway's last log lines:
+    the report a timeout carries, so that a failure says where the work stopped."""
+    queries = {
+        "deliveries": "SELECT id, entity_key, state, failures, attempts, next_attempt_at,"
+        " lease_owner, lease_expires_at, last_error FROM deliveries"
+        " WHERE state IN ('pending', 'in_flight') ORDER BY id LIMIT 20",
+        "status outbox": "SELECT id, i_account, state, attempts, next_attempt_at, lease_owner,"
+        " last_error FROM status_outbox WHERE state <> 'sent' ORDER BY id LIMIT 20",
+        "circuits": "SELECT * FROM handler_circuits",
+        "now": "SELECT now()",
+    }
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as connection:
+            lines = [
+                f"{name}: {[tuple(row) for row in connection.execute(text(query))]}"
+                for name, query in queries.items()
+            ]
+    finally:
+        engine.dispose()
+    tail = log.read_text(errors="replace").splitlines()[-30:] if log.exists() else []
+    return "\n".join([*lines, "the surviving gateway's log, last lines:", *tail])
 
 
 def test_one_gateway_killed_mid_burst_the_other_carries_on_and_nothing_is_lost(
@@ -82,7 +108,11 @@ def test_one_gateway_killed_mid_burst_the_other_carries_on_and_nothing_is_lost(
                 timeout=120,
                 what="the EventSender's queue to empty",
             )
-            states = wait_for(lambda: settled(two.url), timeout=120, what="every delivery done")
+            try:
+                states = wait_for(lambda: settled(two.url), timeout=240, what="every delivery done")
+            except AssertionError as timeout:
+                report = unsettled(postgres_url, tmp_path / "two.log")
+                raise AssertionError(f"{timeout}\n{report}") from None
             sent = sandbox.get("/sandbox/eventsender?limit=0")["queue"]
             stored = api_get(two.url, "/stats")["last_hour"]["events_received"]
             workers = {a["worker"] for a in api_get(two.url, "/attempts", limit=1000)["items"]}

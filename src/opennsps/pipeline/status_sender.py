@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,10 @@ from opennsps.store.outbox import OutboxEntry, StatusOutbox
 log = get_logger("opennsps.status")
 
 MAX_BACKOFF_SECONDS = 600.0
-LEASE = timedelta(seconds=120)
+# How long a claimed report stays claimed without being renewed: what another process waits
+# before it sends the reports of a process that died while sending them. Reports still
+# being sent are renewed every third of it.
+LEASE = timedelta(seconds=30)
 
 
 def espf_clients(sources: Mapping[str, SourceConfig]) -> dict[str, EspfApiClient]:
@@ -57,6 +61,7 @@ class StatusSender:
         batch: int = 32,
         store_calls: StoreCalls | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        lease: timedelta = LEASE,
     ) -> None:
         self.outbox = outbox
         self.clients = clients
@@ -65,6 +70,7 @@ class StatusSender:
         self.batch = batch
         self.db = store_calls or StoreCalls(on_loop=False)
         self.clock = clock
+        self.lease = lease
         self._wake = asyncio.Event()
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -89,17 +95,22 @@ class StatusSender:
         set_from_any_thread(self._wake, self._event_loop)
 
     async def _loop(self) -> None:
-        rounds = 0
+        loop = asyncio.get_running_loop()
+        taken_over_at = -math.inf
         while self._running:
             self._wake.clear()
             sent = 0
             try:
-                if rounds % 60 == 0:
-                    await self.db(self.outbox.take_over_expired, self.clock())
-                rounds += 1
+                if loop.time() - taken_over_at >= self.lease.total_seconds() / 4:
+                    taken_over_at = loop.time()
+                    taken = await self.db(self.outbox.take_over_expired, self.clock())
+                    if taken:
+                        log.warning("took over status reports whose lease expired", count=taken)
                 now = self.clock()
-                entries = await self.db(self.outbox.claim, self.owner, self.batch, now, now + LEASE)
-                await asyncio.gather(*(self._send(entry) for entry in entries))
+                entries = await self.db(
+                    self.outbox.claim, self.owner, self.batch, now, now + self.lease
+                )
+                await self._send_all(entries)
                 sent = len(entries)
             except Exception:
                 log.exception("sending provisioning statuses failed; trying again shortly")
@@ -108,6 +119,26 @@ class StatusSender:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval):
                     await self._wake.wait()
+
+    async def _send_all(self, entries: list[OutboxEntry]) -> None:
+        if not entries:
+            return
+        renewing = asyncio.create_task(self._renew([entry.id for entry in entries]))
+        try:
+            await asyncio.gather(*(self._send(entry) for entry in entries))
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def _renew(self, ids: list[int]) -> None:
+        """While a batch is being sent (PortaBilling may be slow), keep its claim."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            try:
+                await self.db(self.outbox.extend_leases, self.owner, ids, self.clock() + self.lease)
+            except Exception:
+                log.exception("renewing the claim on status reports failed")
 
     async def _send(self, entry: OutboxEntry) -> None:
         client = self.clients.get(entry.source)

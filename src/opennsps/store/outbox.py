@@ -116,6 +116,20 @@ class StatusOutbox:
                 .values(state="pending", lease_owner=None, lease_expires_at=None)
             ).rowcount
 
+    def extend_leases(self, owner: str, ids: list[int], until: datetime) -> None:
+        """Keep the reports still being sent claimed (another process takes over a claim
+        only once its lease has run out)."""
+        with write_transaction(self.work_engine) as connection:
+            connection.execute(
+                update(status_outbox)
+                .where(
+                    status_outbox.c.id.in_(ids),
+                    status_outbox.c.state == "in_flight",
+                    status_outbox.c.lease_owner == owner,
+                )
+                .values(lease_expires_at=until)
+            )
+
     def take_over_expired(self, now: datetime) -> int:
         with write_transaction(self.work_engine) as connection:
             return connection.execute(

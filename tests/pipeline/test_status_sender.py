@@ -1,0 +1,110 @@
+"""The status sender and its claims on the outbox, against the sandbox's ESPF API: the
+reports a process claimed and never sent (it died) go out from another process once the
+claim's lease has run out; a slow PortaBilling does not let another process take over
+(and send twice) the reports still being sent."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from opennsps.config import StoreConfig
+from opennsps.pipeline.status_sender import StatusSender
+from opennsps.portabilling.espf_client import EspfApiClient, EspfApiSettings
+from opennsps.store.deliveries import StatusReport
+from opennsps.store.event_store import EventStore
+from opennsps.store.outbox import StatusOutbox
+from opennsps.store.schema import status_outbox
+from tests.pipeline.harness import API_LOGIN, API_PASSWORD, Sandbox, sandbox_server
+
+FIRST = 100_001
+
+
+def espf(sandbox: Sandbox) -> dict[str, EspfApiClient]:
+    settings = EspfApiSettings(url=sandbox.url, login=API_LOGIN, password=API_PASSWORD)
+    return {"default": EspfApiClient(settings)}
+
+
+def report(i_account: int, status: str = "OK") -> StatusReport:
+    return StatusReport("default", i_account, "HSS", status, None, "test")
+
+
+async def until(condition: object, timeout: float, what: str) -> None:
+    """Poll an awaitable-free condition from inside a running loop, bounded in time."""
+    assert callable(condition)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def states(outbox: StatusOutbox) -> list[str]:
+    with outbox.engine.connect() as connection:
+        return list(connection.execute(select(status_outbox.c.state)).scalars())
+
+
+def test_reports_claimed_by_a_process_that_died_go_out_once_its_lease_runs_out(
+    store_url: str, dataset_file: Path
+) -> None:
+    store = EventStore(StoreConfig(url=store_url))
+    store.open()
+    outbox = StatusOutbox(store.engine)
+    now = datetime.now(UTC)
+    outbox.add([report(FIRST), report(FIRST + 1, "FAILED")], now)
+    # The process that claimed them died: nobody will send them, nor give them back.
+    claimed = outbox.claim("dead-process", 10, now, now + timedelta(seconds=2))
+    assert len(claimed) == 2
+
+    async def scenario(sandbox: Sandbox) -> None:
+        sender = StatusSender(outbox, espf(sandbox), "survivor", lease=timedelta(seconds=2))
+        sender.start()
+        try:
+            await until(lambda: outbox.backlog() == 0, 30, "the dead process's reports sent")
+        finally:
+            await sender.stop()
+
+    try:
+        with sandbox_server(dataset_file) as sandbox:
+            asyncio.run(scenario(sandbox))
+            latest = {
+                i: sandbox.get(f"/sandbox/statuses/{i}")["latest"] for i in (FIRST, FIRST + 1)
+            }
+    finally:
+        store.close()
+    assert latest[FIRST][0]["status"] == "OK"
+    assert latest[FIRST + 1][0]["status"] == "FAILED"
+
+
+def test_a_slow_portabilling_keeps_the_claim_and_the_report_goes_out_once(
+    store_url: str, dataset_file: Path
+) -> None:
+    store = EventStore(StoreConfig(url=store_url))
+    store.open()
+    outbox = StatusOutbox(store.engine)
+    outbox.add([report(FIRST)], datetime.now(UTC))
+
+    async def scenario(sandbox: Sandbox) -> None:
+        lease = timedelta(seconds=1)
+        one = StatusSender(outbox, espf(sandbox), "one", lease=lease)
+        two = StatusSender(outbox, espf(sandbox), "two", lease=lease)
+        one.start()
+        # Each call takes longer than a lease: only renewals keep the report claimed.
+        await until(lambda: states(outbox) == ["in_flight"], 10, "the report claimed")
+        two.start()
+        try:
+            await until(lambda: outbox.backlog() == 0, 30, "the report sent")
+        finally:
+            await one.stop()
+            await two.stop()
+
+    try:
+        with sandbox_server(dataset_file) as sandbox:
+            sandbox.put_faults({"latency": {"espf": {"mean_ms": 1500, "distribution": "fixed"}}})
+            asyncio.run(scenario(sandbox))
+            history = sandbox.get(f"/sandbox/statuses/{FIRST}")["history"]
+    finally:
+        store.close()
+    assert [entry["status"] for entry in history] == ["OK"], history
