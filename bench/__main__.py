@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import cli, execution_log, ingest, outage, pipeline, realistic, sandbox
+from bench import cli, execution_log, ingest, outage, pipeline, realistic, sandbox, scaleout
 
 BENCHMARKS = {
     "cli": cli.run,
@@ -10,6 +10,7 @@ BENCHMARKS = {
     "sandbox": sandbox.run,
     "pipeline": pipeline.run,
     "outage": outage.run,
+    "scaleout": scaleout.run,
     "realistic": realistic.run,
     "execution_log": execution_log.run,
 }

@@ -111,11 +111,27 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     data = {
         "benchmark": name,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         **data,
     }
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on (absolute figures hold only there)."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        platform.processor() or "unknown",
+    )
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(memory / 2**30, 1),
+        "python": platform.python_version(),
+    }
 
 
 def rss_mb(pid: int) -> float:

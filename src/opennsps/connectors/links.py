@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -22,8 +23,10 @@ from sqlalchemy import (
     Table,
     create_engine,
     delete,
+    event,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -40,28 +43,50 @@ def link_table(metadata: MetaData, name: str, key: str, length: int) -> Table:
     )
 
 
-def sql_engine(url: str) -> Engine:
-    """An engine for a connector's own database (a SQLite file's folder is created)."""
+def sql_engine(url: str, *, wal: bool = False) -> Engine:
+    """An engine for a connector's own database (a SQLite file's folder is created). With
+    `wal`, a SQLite file is put in write-ahead-log mode: its readers never wait for a
+    writer, so a LinkStore reads it on the event loop (only for a database no other
+    program opens: FreeRADIUS's own file stays as FreeRADIUS made it)."""
     parsed = make_url(url)
-    if parsed.drivername.startswith("sqlite") and parsed.database:
+    sqlite_file = parsed.drivername.startswith("sqlite") and bool(parsed.database)
+    if sqlite_file and parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if wal and sqlite_file:
+
+        @event.listens_for(engine, "connect")
+        def _write_ahead_log(dbapi_connection: Any, _: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+    return engine
 
 
 class LinkStore:
+    """Reads run on the event loop where they cannot wait (a local SQLite file in WAL
+    mode: a primary-key lookup costs microseconds, a thread hand-off far more); otherwise,
+    like every write (a commit waits for the disk), in a thread."""
+
     def __init__(self, engine: Engine, table: Table, key: str) -> None:
         self.engine = engine
         self.table = table
         self.key = table.c[key]
         table.create(engine, checkfirst=True)
+        self.inline_reads = engine.dialect.name == "sqlite" and _in_wal_mode(engine)
 
     def close(self) -> None:
         self.engine.dispose()
 
     async def key_of(self, i_account: int) -> str | None:
+        if self.inline_reads:
+            return self._key_of(i_account)
         return await asyncio.to_thread(self._key_of, i_account)
 
     async def accounts_of(self, key: str) -> set[int]:
+        if self.inline_reads:
+            return self._accounts_of(key)
         return await asyncio.to_thread(self._accounts_of, key)
 
     async def link(self, i_account: int, key: str | None) -> None:
@@ -103,3 +128,9 @@ class LinkStore:
         with self.engine.connect() as connection:
             rows = connection.execute(select(self.table.c.i_account, self.key))
             return {int(i_account): str(key) for i_account, key in rows}
+
+
+def _in_wal_mode(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        mode = connection.execute(text("PRAGMA journal_mode")).scalar_one()
+    return str(mode).lower() == "wal"

@@ -46,7 +46,7 @@ class HssConnector(Connector):
             provisioning_key=key.get_secret_value() if key else None,
             timeout=self.settings.timeout,
         )
-        self.links = LinkStore(sql_engine(self.settings.links), HSS_LINKS, "imsi")
+        self.links = LinkStore(sql_engine(self.settings.links, wal=True), HSS_LINKS, "imsi")
 
     async def close(self) -> None:
         await self.hss.close()
