@@ -183,7 +183,7 @@ class PortaBillingConfig(_Section):
     token: SecretStr | None = None
     verify_tls: bool = True
     timeout: float = Field(default=10.0, gt=0)
-    max_concurrency: int = Field(default=8, ge=1, le=256)
+    max_concurrency: int = Field(default=32, ge=1, le=256)
     attempts: int = Field(default=3, ge=1, le=10)
     cache_ttl: float = Field(default=5.0, ge=0)
     reference_cache_ttl: float = Field(
@@ -442,7 +442,7 @@ class HandlerConfig(_Section):
     )
     retry: RetryConfig | None = None
     status_group: str | None = Field(default=None, min_length=1, max_length=64)
-    max_concurrency: int = Field(default=16, ge=1, le=1000)
+    max_concurrency: int = Field(default=32, ge=1, le=1000)
     circuit: CircuitConfig = Field(default_factory=CircuitConfig)
     rate_limit: RateLimitConfig | None = None
 

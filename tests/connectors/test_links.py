@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 
 from opennsps.connectors.links import LinkStore, link_table, sql_engine
 
@@ -56,3 +56,34 @@ def test_other_databases_are_read_in_a_thread(tmp_path: Path) -> None:
         assert asyncio.run(plain.key_of(7)) == "alice"
     finally:
         plain.close()
+
+
+def test_concurrent_links_share_commits_and_each_returns_once_committed(tmp_path: Path) -> None:
+    path = tmp_path / "links.db"
+    links = store(f"sqlite:///{path}")
+    commits = []
+    event.listen(links.engine, "commit", lambda _: commits.append(1))
+
+    async def provision() -> None:
+        async def one(i_account: int) -> None:
+            await links.link(i_account, f"00101{i_account:010d}")
+            # committed: another program sees it now
+            with sqlite3.connect(path) as other:
+                found = other.execute(
+                    "SELECT imsi FROM links WHERE i_account = ?", (i_account,)
+                ).fetchone()
+            assert found == (f"00101{i_account:010d}",)
+
+        await asyncio.gather(*(one(n) for n in range(100)))
+        # A later change of the same account wins, removal included.
+        await asyncio.gather(links.link(5, "999"), links.link(5, None), links.link(6, "1"))
+
+    try:
+        asyncio.run(provision())
+        assert asyncio.run(links.all_links()) == {
+            **{n: f"00101{n:010d}" for n in range(100) if n not in (5, 6)},
+            6: "1",
+        }
+        assert len(commits) < 20, len(commits)  # not one per link
+    finally:
+        links.close()

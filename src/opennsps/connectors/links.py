@@ -67,7 +67,11 @@ def sql_engine(url: str, *, wal: bool = False) -> Engine:
 class LinkStore:
     """Reads run on the event loop where they cannot wait (a local SQLite file in WAL
     mode: a primary-key lookup costs microseconds, a thread hand-off far more); otherwise,
-    like every write (a commit waits for the disk), in a thread."""
+    like every write (a commit waits for the disk), in a thread.
+
+    Writes are committed in groups: the links asked for while a commit is under way go
+    together in the next one, so concurrent deliveries share a disk flush instead of
+    queueing for one each. `link()` returns once its own change is committed."""
 
     def __init__(self, engine: Engine, table: Table, key: str) -> None:
         self.engine = engine
@@ -75,6 +79,8 @@ class LinkStore:
         self.key = table.c[key]
         table.create(engine, checkfirst=True)
         self.inline_reads = engine.dialect.name == "sqlite" and _in_wal_mode(engine)
+        self._waiting: list[tuple[int, str | None, asyncio.Future[None]]] = []
+        self._committing: asyncio.Task[None] | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -91,7 +97,29 @@ class LinkStore:
 
     async def link(self, i_account: int, key: str | None) -> None:
         """Link the account to `key`; None removes its link."""
-        await asyncio.to_thread(self._link, i_account, key)
+        loop = asyncio.get_running_loop()
+        committing = self._committing
+        if committing is None or committing.done() or committing.get_loop() is not loop:
+            # (A caller that runs one event loop after another leaves nothing waiting.)
+            self._waiting = []
+            self._committing = loop.create_task(self._commit_waiting())
+        done: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((i_account, key, done))
+        await done
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                await asyncio.to_thread(self._link_all, [(a, k) for a, k, _ in group])
+            except Exception as exc:
+                for _, _, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, _, done in group:
+                    if not done.done():
+                        done.set_result(None)
 
     async def all_links(self) -> dict[int, str]:
         return await asyncio.to_thread(self._all)
@@ -110,19 +138,22 @@ class LinkStore:
             rows = connection.execute(select(table.c.i_account).where(self.key == key)).scalars()
             return {int(row) for row in rows}
 
-    def _link(self, i_account: int, key: str | None) -> None:
+    def _link_all(self, changes: list[tuple[int, str | None]]) -> None:
+        """Apply the changes in order (a later change of one account wins), in one
+        transaction."""
         table = self.table
         now = datetime.now(UTC)
-        values = {self.key.name: key, "updated_at": now}
         with self.engine.begin() as connection:
-            if key is None:
-                connection.execute(delete(table).where(table.c.i_account == i_account))
-                return
-            changed = connection.execute(
-                update(table).where(table.c.i_account == i_account).values(values)
-            ).rowcount
-            if not changed:
-                connection.execute(insert(table).values(i_account=i_account, **values))
+            for i_account, key in changes:
+                if key is None:
+                    connection.execute(delete(table).where(table.c.i_account == i_account))
+                    continue
+                values = {self.key.name: key, "updated_at": now}
+                changed = connection.execute(
+                    update(table).where(table.c.i_account == i_account).values(values)
+                ).rowcount
+                if not changed:
+                    connection.execute(insert(table).values(i_account=i_account, **values))
 
     def _all(self) -> dict[int, str]:
         with self.engine.connect() as connection:

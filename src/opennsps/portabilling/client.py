@@ -41,7 +41,7 @@ class PortaBillingSettings:
     token: str | None = None
     verify_tls: bool = True
     timeout: float = 10.0
-    max_concurrency: int = 8
+    max_concurrency: int = 32
     attempts: int = 3
     backoff: float = 0.2
     cache_ttl: float = 5.0
