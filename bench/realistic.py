@@ -4,7 +4,7 @@ every API call, provisioning statuses on — beside the bare-connector path (an 
 connector answering 200 at once, plain HTTP, no statuses) as the baseline of the same
 run. Every part is its own process.
 
-For each path, one gateway (SQLite), in turn:
+For each path, one gateway, in turn (SQLite; the realistic path on PostgreSQL too):
 1. **burst** — BENCH_REAL_BURST events accepted while paused, then drained, while a
    load generator posts 20 more events/s to the ingress (its p50/p99 is the ingress
    latency during a drain);
@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import free_port, gateway_process, write_result
+from bench.common import free_port, gateway_process, postgres_database, write_result
 from bench.pipeline import (
     ACCOUNTS,
     PASSWORD,
@@ -245,18 +245,24 @@ def run() -> dict[str, Any]:
             connector_pid = stack.enter_context(
                 process(connector_command(connector_port), f"{connector}/stats")
             )
-            for name, handler, other in (
-                ("bare_connector", bare_handler(connector), connector_pid),
-                ("realistic", hss_handler(hss, workdir), sandbox_pid),
+            for name, handler, other, on_postgres in (
+                ("bare_connector", bare_handler(connector), connector_pid, False),
+                ("realistic", hss_handler(hss, workdir / "realistic"), sandbox_pid, False),
+                ("realistic_postgres", hss_handler(hss, workdir / "pg"), sandbox_pid, True),
             ):
                 run_dir = workdir / name
                 run_dir.mkdir()
                 config = gateway_config(run_dir, sandbox, handler)
+                store = stack.enter_context(postgres_database()) if on_postgres else None
+                if store is not None:
+                    config["store"] = {"url": store}
                 with gateway_process(run_dir, config) as (url, pid):
                     pids = {"gateway": pid, "sandbox": sandbox_pid}
                     if other == connector_pid:
                         pids["connector"] = connector_pid
-                    results[name] = measure(url, pids, 1)
+                    # Each HSS run on accounts the HSS stand-in has not seen yet (its state
+                    # lasts as long as the sandbox process): the same work for both.
+                    results[name] = measure(url, pids, 5001 if on_postgres else 1)
     real, bare = results["realistic"], results["bare_connector"]
     results["realistic_over_bare_cpu"] = round(
         real["burst"]["cpu_ms_per_event"]["gateway"]
@@ -269,7 +275,7 @@ def run() -> dict[str, Any]:
 
 
 def print_summary(results: dict[str, Any], path: Path) -> None:
-    for name in ("bare_connector", "realistic"):
+    for name in ("bare_connector", "realistic", "realistic_postgres"):
         burst, steady = results[name]["burst"], results[name]["steady"]
         print(
             f"{name}: burst {burst['events']} at {burst['delivered_per_s']}/s, gateway CPU "
