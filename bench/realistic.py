@@ -49,6 +49,8 @@ BURST = int(os.environ.get("BENCH_REAL_BURST", "2000"))
 RATE = float(os.environ.get("BENCH_REAL_RATE", "100"))
 SECONDS = float(os.environ.get("BENCH_REAL_SECONDS", "20"))
 PB_LATENCY_MS = float(os.environ.get("BENCH_REAL_PB_MS", "50"))
+ALL_PATHS = ("bare_connector", "realistic", "realistic_postgres")
+PATHS = os.environ.get("BENCH_REAL_PATHS", ",".join(ALL_PATHS)).split(",")
 DRAIN_LIMIT_SECONDS = 900.0
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -250,6 +252,8 @@ def run() -> dict[str, Any]:
                 ("realistic", hss_handler(hss, workdir / "realistic"), sandbox_pid, False),
                 ("realistic_postgres", hss_handler(hss, workdir / "pg"), sandbox_pid, True),
             ):
+                if name not in PATHS:
+                    continue
                 run_dir = workdir / name
                 run_dir.mkdir()
                 config = gateway_config(run_dir, sandbox, handler)
@@ -263,6 +267,10 @@ def run() -> dict[str, Any]:
                     # Each HSS run on accounts the HSS stand-in has not seen yet (its state
                     # lasts as long as the sandbox process): the same work for both.
                     results[name] = measure(url, pids, 5001 if on_postgres else 1)
+    if set(PATHS) != set(ALL_PATHS):
+        # A partial run (BENCH_REAL_PATHS) is for exploring: printed, not recorded.
+        print(json.dumps(results, indent=2))
+        return results
     real, bare = results["realistic"], results["bare_connector"]
     results["realistic_over_bare_cpu"] = round(
         real["burst"]["cpu_ms_per_event"]["gateway"]
@@ -275,7 +283,7 @@ def run() -> dict[str, Any]:
 
 
 def print_summary(results: dict[str, Any], path: Path) -> None:
-    for name in ("bare_connector", "realistic", "realistic_postgres"):
+    for name in ALL_PATHS:
         burst, steady = results[name]["burst"], results[name]["steady"]
         print(
             f"{name}: burst {burst['events']} at {burst['delivered_per_s']}/s, gateway CPU "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from opennsps.app import create_app
 from opennsps.config import StoreConfig
 from opennsps.pipeline.status_sender import StatusSender
 from opennsps.portabilling.espf_client import EspfApiClient, EspfApiSettings
@@ -18,7 +19,17 @@ from opennsps.store.deliveries import StatusReport
 from opennsps.store.event_store import EventStore
 from opennsps.store.outbox import StatusOutbox
 from opennsps.store.schema import status_outbox
-from tests.pipeline.harness import API_LOGIN, API_PASSWORD, Sandbox, sandbox_server
+from tests.pipeline.harness import (
+    API_LOGIN,
+    API_PASSWORD,
+    Sandbox,
+    connector_server,
+    gateway_settings,
+    http_handler,
+    sandbox_server,
+    wait_for,
+)
+from tests.support import running
 
 FIRST = 100_001
 
@@ -108,3 +119,24 @@ def test_a_slow_portabilling_keeps_the_claim_and_the_report_goes_out_once(
     finally:
         store.close()
     assert [entry["status"] for entry in history] == ["OK"], history
+
+
+def test_a_recorded_outcome_wakes_the_sender_rather_than_waiting_for_its_poll(
+    store_url: str, dataset_file: Path
+) -> None:
+    with sandbox_server(dataset_file) as sandbox, connector_server() as connector:
+        settings = gateway_settings(
+            store_url, sandbox.url, [http_handler(connector.url, status_group="HSS")]
+        )
+        app = create_app(settings)
+        # Left to its poll, the sender would look at the outbox only once a minute.
+        app.state.pipeline.status_sender.poll_interval = 60
+        with running(app) as url:
+            sandbox.point_sender_at(f"{url}/espf/events")
+            sandbox.emit("Subscriber/Updated", i_account=FIRST)
+            latest = wait_for(
+                lambda: sandbox.get(f"/sandbox/statuses/{FIRST}")["latest"],
+                timeout=20,
+                what="the status report",
+            )
+    assert latest[0]["status"] == "OK"

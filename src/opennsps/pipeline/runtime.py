@@ -66,6 +66,7 @@ class Pipeline:
             single_process=engine.dialect.name == "sqlite",
             store_calls=store_calls,
             owner=self.owner,
+            on_reports=lambda: self.status_sender.wake(),
         )
         self.status_sender = StatusSender(
             self.outbox, espf_clients(settings.ingress.sources), self.owner, store_calls=store_calls

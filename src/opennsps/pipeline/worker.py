@@ -78,6 +78,7 @@ class Worker:
         store_calls: StoreCalls | None = None,
         owner: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_reports: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.handler_store = handler_store
@@ -88,6 +89,9 @@ class Worker:
         self.single_process = single_process
         self.db = store_calls or StoreCalls(on_loop=False)
         self.owner = owner or worker_id()
+        # Told when recorded outcomes left status reports in the outbox (the sender then
+        # sends them now rather than at its next poll).
+        self.on_reports = on_reports
         self.clock = clock
         self.handlers: dict[str, _ActiveHandler] = {}
         self.paused = False
@@ -453,6 +457,8 @@ class Worker:
             return False
         self._circuits_now(circuits)
         self._wake.set()
+        if self.on_reports is not None and any(c.report is not None for c in batch):
+            self.on_reports()
         return True
 
     def _circuit_signals(self, batch: list[Completion]) -> dict[str, list[Signal]]:
