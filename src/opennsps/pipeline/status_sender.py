@@ -25,6 +25,9 @@ MAX_BACKOFF_SECONDS = 600.0
 # before it sends the reports of a process that died while sending them. Reports still
 # being sent are renewed every third of it.
 LEASE = timedelta(seconds=30)
+# Once woken by new reports, how long the sender lets more gather before it claims them
+# (one claim for the reports of many outcomes, not one for each).
+GATHER_SECONDS = 0.05
 
 
 def espf_clients(sources: Mapping[str, SourceConfig]) -> dict[str, EspfApiClient]:
@@ -119,6 +122,7 @@ class StatusSender:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval):
                     await self._wake.wait()
+                    await asyncio.sleep(GATHER_SECONDS)
 
     async def _send_all(self, entries: list[OutboxEntry]) -> None:
         if not entries:
