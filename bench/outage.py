@@ -26,19 +26,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import free_port, gateway_process, write_result
+from bench.common import gateway_process, write_result
 from bench.pipeline import (
     TOKEN,
-    connector_command,
     connector_stats,
     gateway_config,
     post_events,
-    process,
-    sandbox_command,
+    sandbox_and_connector,
 )
-from opennsps.sandbox.dataset import generate
 
-ACCOUNTS = 10_000
 RATE = float(os.environ.get("BENCH_OUTAGE_RATE", "100"))
 OUTAGE_SECONDS = float(os.environ.get("BENCH_OUTAGE_SECONDS", "60"))
 BASELINE_EVENTS = int(os.environ.get("BENCH_OUTAGE_BASELINE", "3000"))
@@ -136,20 +132,14 @@ def outage(url: str, connector: str, first: int) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="opennsps-bench-") as tmp:
-        workdir = Path(tmp)
-        dataset = workdir / "sandbox.db"
-        generate(dataset, ACCOUNTS, seed=1)
-        sandbox_port, connector_port = free_port(), free_port()
-        sandbox = f"http://127.0.0.1:{sandbox_port}"
-        connector = f"http://127.0.0.1:{connector_port}"
-        config = gateway_config(workdir, sandbox, connector)
+    with (
+        tempfile.TemporaryDirectory(prefix="opennsps-bench-") as tmp,
+        sandbox_and_connector(Path(tmp)) as parts,
+    ):
+        workdir, connector = Path(tmp), parts.connector
+        config = gateway_config(workdir, parts.sandbox, connector)
         handler = config.pop("handlers")[0]
-        with (
-            process(sandbox_command(dataset, sandbox_port), f"{sandbox}/sandbox/faults"),
-            process(connector_command(connector_port), f"{connector}/stats"),
-            gateway_process(workdir, config) as (url, _),
-        ):
+        with gateway_process(workdir, config) as (url, _):
             _api(url, "POST", "/handlers", handler)
             base = baseline(url, connector, 1)
             first = 1 + base["events"] + 10

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,32 @@ def sandbox_command(dataset: Path, port: int, *options: str) -> list[str]:
 
 def connector_command(port: int) -> list[str]:
     return ["bench.connector", "--port", str(port)]
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The sandbox (PortaBilling, plain HTTP) and the bare connector, each its own process."""
+
+    sandbox: str
+    connector: str
+    sandbox_pid: int
+    connector_pid: int
+
+
+@contextmanager
+def sandbox_and_connector(workdir: Path) -> Iterator[Parts]:
+    """A sandbox over a fresh ACCOUNTS-account dataset and bench/connector.py, until the
+    block ends."""
+    dataset = workdir / "sandbox.db"
+    generate(dataset, ACCOUNTS, seed=1)
+    sandbox_port, connector_port = free_port(), free_port()
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    connector = f"http://127.0.0.1:{connector_port}"
+    with (
+        process(sandbox_command(dataset, sandbox_port), f"{sandbox}/sandbox/faults") as sb,
+        process(connector_command(connector_port), f"{connector}/stats") as cn,
+    ):
+        yield Parts(sandbox, connector, sb, cn)
 
 
 def gateway_config(workdir: Path, sandbox: str, connector: str) -> dict[str, Any]:
@@ -168,15 +195,8 @@ def run() -> dict[str, Any]:
     backlog = int(os.environ.get("BENCH_BACKLOG", "100000"))
     with tempfile.TemporaryDirectory(prefix="opennsps-bench-") as tmp:
         workdir = Path(tmp)
-        dataset = workdir / "sandbox.db"
-        generate(dataset, ACCOUNTS, seed=1)
-        sandbox_port, connector_port = free_port(), free_port()
-        sandbox = f"http://127.0.0.1:{sandbox_port}"
-        connector = f"http://127.0.0.1:{connector_port}"
-        with (
-            process(sandbox_command(dataset, sandbox_port), f"{sandbox}/sandbox/faults"),
-            process(connector_command(connector_port), f"{connector}/stats"),
-        ):
+        with sandbox_and_connector(workdir) as parts:
+            sandbox, connector = parts.sandbox, parts.connector
             bare = load(
                 f"{connector}/events",
                 "--header",

@@ -35,19 +35,16 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.common import free_port, gateway_process, postgres_database, write_result
+from bench.common import gateway_process, postgres_database, write_result
 from bench.pipeline import (
-    ACCOUNTS,
+    Parts,
     api,
-    connector_command,
     connector_stats,
     gateway_config,
     post_events,
-    process,
-    sandbox_command,
+    sandbox_and_connector,
 )
 from bench.realistic import cpu_seconds
-from opennsps.sandbox.dataset import generate
 
 BURST = int(os.environ.get("BENCH_SCALE_BURST", "6000"))
 GATEWAYS = (1, 2, 3)
@@ -177,33 +174,31 @@ def drain(
     return figures
 
 
+def scale_round(workdir: Path, parts: Parts, count: int) -> dict[str, Any]:
+    """`count` gateways on a fresh database drain one burst together."""
+    with postgres_database() as database_url, ExitStack() as stack:
+        pids = {"sandbox": parts.sandbox_pid, "connector": parts.connector_pid}
+        urls = []
+        for n in range(count):
+            gateway_dir = workdir / f"gateway{n}"
+            gateway_dir.mkdir(parents=True)
+            config = gateway_config(gateway_dir, parts.sandbox, parts.connector)
+            config["store"] = {"url": database_url}
+            url, pid = stack.enter_context(gateway_process(gateway_dir, config))
+            urls.append(url)
+            pids[f"gateway{n}"] = pid
+        return drain(urls, pids, parts.connector, database_url)
+
+
 def run() -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="opennsps-bench-") as tmp:
-        workdir = Path(tmp)
-        dataset = workdir / "sandbox.db"
-        generate(dataset, ACCOUNTS, seed=1)
-        sandbox_port, connector_port = free_port(), free_port()
-        sandbox = f"http://127.0.0.1:{sandbox_port}"
-        connector = f"http://127.0.0.1:{connector_port}"
-        with (
-            process(sandbox_command(dataset, sandbox_port), f"{sandbox}/sandbox/faults") as sb,
-            process(connector_command(connector_port), f"{connector}/stats") as cn,
-        ):
-            for count in GATEWAYS:
-                with postgres_database() as database_url, ExitStack() as stack:
-                    pids = {"sandbox": sb, "connector": cn}
-                    urls = []
-                    for n in range(count):
-                        gateway_dir = workdir / f"n{count}-gateway{n}"
-                        gateway_dir.mkdir()
-                        config = gateway_config(gateway_dir, sandbox, connector)
-                        config["store"] = {"url": database_url}
-                        url, pid = stack.enter_context(gateway_process(gateway_dir, config))
-                        urls.append(url)
-                        pids[f"gateway{n}"] = pid
-                    rounds.append(drain(urls, pids, connector, database_url))
-                    print(summary_line(rounds[-1]), flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="opennsps-bench-") as tmp,
+        sandbox_and_connector(Path(tmp)) as parts,
+    ):
+        for count in GATEWAYS:
+            rounds.append(scale_round(Path(tmp) / f"n{count}", parts, count))
+            print(summary_line(rounds[-1]), flush=True)
     one = rounds[0]["delivered_per_s"]
     results = {
         "events_per_round": BURST,
