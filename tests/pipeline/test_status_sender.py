@@ -140,3 +140,55 @@ def test_a_recorded_outcome_wakes_the_sender_rather_than_waiting_for_its_poll(
                 what="the status report",
             )
     assert latest[0]["status"] == "OK"
+
+
+def outbox_rows(outbox: StatusOutbox) -> dict[int, tuple[str, str | None, datetime]]:
+    c = status_outbox.c
+    with outbox.engine.connect() as connection:
+        rows = connection.execute(select(c.i_account, c.state, c.last_error, c.next_attempt_at))
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+
+def test_a_batch_records_sent_refused_and_retried_reports_together(
+    store_url: str, dataset_file: Path
+) -> None:
+    store = EventStore(StoreConfig(url=store_url))
+    store.open()
+    outbox = StatusOutbox(store.engine)
+    unknown = 99_999_999
+    outbox.add([report(FIRST), report(unknown, "FAILED")], datetime.now(UTC))
+
+    async def send_once(sandbox: Sandbox) -> None:
+        sender = StatusSender(outbox, espf(sandbox), "one")
+        sender.start()
+        try:
+            await until(lambda: outbox.backlog() == 0, 20, "both reports taken or refused")
+        finally:
+            await sender.stop()
+
+    async def send_into_outage(sandbox: Sandbox) -> None:
+        sender = StatusSender(outbox, espf(sandbox), "two")
+        sender.start()
+        try:
+            await until(
+                lambda: (outbox_rows(outbox)[FIRST + 1][1] or "") != "", 20, "the failed try"
+            )
+        finally:
+            await sender.stop()
+
+    try:
+        with sandbox_server(dataset_file) as sandbox:
+            asyncio.run(send_once(sandbox))
+            done = outbox_rows(outbox)
+            sandbox.put_faults({"espf_outage_seconds": 60})
+            outbox.add([report(FIRST + 1)], datetime.now(UTC))
+            asyncio.run(send_into_outage(sandbox))
+            later = outbox_rows(outbox)
+    finally:
+        store.close()
+    assert done[FIRST][:2] == ("sent", None)
+    state, reason, _ = done[unknown]
+    assert state == "refused" and reason is not None and "404" in reason, done[unknown]
+    state, reason, retry_at = later[FIRST + 1]
+    assert state == "pending" and reason is not None and "503" in reason, later[FIRST + 1]
+    assert retry_at.replace(tzinfo=UTC) > datetime.now(UTC)  # not before its backoff

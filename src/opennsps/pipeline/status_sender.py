@@ -16,7 +16,7 @@ from opennsps.logging import get_logger
 from opennsps.pipeline.store_calls import StoreCalls
 from opennsps.pipeline.wakeup import set_from_any_thread
 from opennsps.portabilling.espf_client import EspfApiClient, EspfApiError, EspfApiSettings
-from opennsps.store.outbox import OutboxEntry, StatusOutbox
+from opennsps.store.outbox import OutboxEntry, Outcome, StatusOutbox
 
 log = get_logger("opennsps.status")
 
@@ -129,7 +129,16 @@ class StatusSender:
             return
         renewing = asyncio.create_task(self._renew([entry.id for entry in entries]))
         try:
-            await asyncio.gather(*(self._send(entry) for entry in entries))
+            results = await asyncio.gather(
+                *(self._send(entry) for entry in entries), return_exceptions=True
+            )
+            outcomes = [result for result in results if isinstance(result, Outcome)]
+            for result in results:
+                if isinstance(result, BaseException):
+                    # Left claimed: sent again once its lease runs out.
+                    log.error("sending a status report failed inside OpenNSPS", error=repr(result))
+            # One transaction for the batch's bookkeeping, not one per report.
+            await self.db(self.outbox.finish, outcomes, self.clock())
         finally:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -144,34 +153,28 @@ class StatusSender:
             except Exception:
                 log.exception("renewing the claim on status reports failed")
 
-    async def _send(self, entry: OutboxEntry) -> None:
+    async def _send(self, entry: OutboxEntry) -> Outcome:
         client = self.clients.get(entry.source)
-        now = self.clock()
         if client is None:
             reason = (
                 f"source {entry.source!r} has no ESPF API configured"
                 f" (ingress.sources.{entry.source}.portabilling.espf_api)"
             )
-            await self.db(self.outbox.retry_at, entry.id, now + backoff(10), reason)
             metrics.STATUS_REPORTS.labels("retry").inc()
-            return
+            return Outcome(entry.id, "retry", reason, self.clock() + backoff(10))
         try:
             await client.set_status(entry.i_account, entry.group_name, entry.status, entry.error)  # type: ignore[arg-type]
         except EspfApiError as exc:
             if exc.retryable:
-                await self.db(
-                    self.outbox.retry_at, entry.id, now + backoff(entry.attempts), str(exc)
-                )
                 metrics.STATUS_REPORTS.labels("retry").inc()
                 log.warning(
                     "status report failed; will retry", account=entry.i_account, error=str(exc)
                 )
-            else:
-                await self.db(self.outbox.refused, entry.id, str(exc), self.clock())
-                metrics.STATUS_REPORTS.labels("refused").inc()
-                log.error(
-                    "status report refused by PortaBilling", account=entry.i_account, error=str(exc)
-                )
-            return
-        await self.db(self.outbox.sent, entry.id, self.clock())
+                return Outcome(entry.id, "retry", str(exc), self.clock() + backoff(entry.attempts))
+            metrics.STATUS_REPORTS.labels("refused").inc()
+            log.error(
+                "status report refused by PortaBilling", account=entry.i_account, error=str(exc)
+            )
+            return Outcome(entry.id, "refused", str(exc))
         metrics.STATUS_REPORTS.labels("sent").inc()
+        return Outcome(entry.id, "sent")

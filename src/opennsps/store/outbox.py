@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import Engine, func, select, update
 
@@ -32,6 +33,16 @@ class OutboxEntry:
     error: str | None
     attempts: int
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How sending one report went."""
+
+    entry_id: int
+    kind: Literal["sent", "refused", "retry"]
+    reason: str | None = None
+    retry_at: datetime | None = None
 
 
 class StatusOutbox:
@@ -90,23 +101,33 @@ class StatusOutbox:
             ).all()
         return [OutboxEntry(*row) for row in rows]
 
-    def sent(self, entry_id: int, now: datetime) -> None:
-        self._finish(entry_id, state="sent", sent_at=now, last_error=None)
-
-    def refused(self, entry_id: int, reason: str, now: datetime) -> None:
-        """PortaBilling will never take this report (e.g. the account is gone)."""
-        self._finish(entry_id, state="refused", sent_at=now, last_error=reason[:4000])
-
-    def retry_at(self, entry_id: int, at: datetime, reason: str) -> None:
-        self._finish(entry_id, state="pending", next_attempt_at=at, last_error=reason[:4000])
-
-    def _finish(self, entry_id: int, **values: object) -> None:
+    def finish(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """Record how a batch of sends went, in one transaction: `sent` leaves the outbox,
+        `refused` too (PortaBilling will never take it, e.g. the account is gone, and the
+        reason is kept), `retry` waits until its `retry_at`."""
+        sent = [o.entry_id for o in outcomes if o.kind == "sent"]
+        c = status_outbox.c
+        released = {"lease_owner": None, "lease_expires_at": None}
         with write_transaction(self.work_engine) as connection:
-            connection.execute(
-                update(status_outbox)
-                .where(status_outbox.c.id == entry_id)
-                .values(lease_owner=None, lease_expires_at=None, **values)
-            )
+            if sent:
+                connection.execute(
+                    update(status_outbox)
+                    .where(c.id.in_(sent))
+                    .values(state="sent", sent_at=now, last_error=None, **released)
+                )
+            for outcome in outcomes:
+                reason = (outcome.reason or "")[:4000]
+                if outcome.kind == "refused":
+                    values: dict[str, object] = {"state": "refused", "sent_at": now}
+                elif outcome.kind == "retry":
+                    values = {"state": "pending", "next_attempt_at": outcome.retry_at}
+                else:
+                    continue
+                connection.execute(
+                    update(status_outbox)
+                    .where(c.id == outcome.entry_id)
+                    .values(last_error=reason, **values, **released)
+                )
 
     def release(self, owner: str, now: datetime) -> int:
         with write_transaction(self.work_engine) as connection:
