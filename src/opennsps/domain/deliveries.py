@@ -32,13 +32,6 @@ class DeliveryState(StrEnum):
 
 # States that hold back the later deliveries of the same handler and entity.
 OPEN_STATES = (DeliveryState.PENDING, DeliveryState.IN_FLIGHT)
-FINAL_STATES = (
-    DeliveryState.WAITING,
-    DeliveryState.DELIVERED,
-    DeliveryState.REJECTED,
-    DeliveryState.DEAD,
-    DeliveryState.SKIPPED,
-)
 
 # The provisioning status PortaBilling is told for each state a delivery reaches.
 ESPF_STATUS = {

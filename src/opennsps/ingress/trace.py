@@ -19,7 +19,7 @@ REQUEST_ID_HEADER = "x-request-id"
 TRACE_HEADER_BYTES = TRACE_HEADER.encode()
 REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
 MAX_ID_LENGTH = 128
-_SAFE_ID = re.compile(r"[\x21-\x7e]{1,128}")
+_SAFE_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

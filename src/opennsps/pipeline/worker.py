@@ -94,6 +94,7 @@ class Worker:
         self.on_reports = on_reports
         self.clock = clock
         self.handlers: dict[str, _ActiveHandler] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # retired connectors closing later
         self.paused = False
         self._in_flight: dict[asyncio.Task[None], ClaimedDelivery] = {}
         self._in_flight_by_handler: Counter[str] = Counter()
@@ -163,10 +164,6 @@ class Worker:
         claim, so a pause takes effect at once in this process."""
         self._refreshed_at = 0.0
         self.wake()
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
 
     # -- claiming ---------------------------------------------------------------------
 
@@ -359,7 +356,10 @@ class Worker:
                     await asyncio.sleep(0.5)
                 await connector.close()
 
-            asyncio.get_running_loop().create_task(close_later())
+            # Held until done: the event loop keeps only a weak reference to a task.
+            closing = asyncio.get_running_loop().create_task(close_later())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         else:
             await connector.close()
 

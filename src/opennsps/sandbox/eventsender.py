@@ -270,15 +270,6 @@ class EventSender:
             await self._client.aclose()
             self._client = None
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait until nothing is pending; False if that did not happen within `timeout`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.stats()["pending"] == 0 and not self._in_flight:
-                return True
-            await asyncio.sleep(0.05)
-        return False
-
     async def _scheduler(self) -> None:
         while True:
             if self.due_scheduled is not None and self.mark_scheduled is not None:

@@ -26,7 +26,7 @@ from opennsps.store.committer import (
     RetryLater,
     ThreadCommitter,
 )
-from opennsps.store.engine import build_engine
+from opennsps.store.engine import SQLITE_BUSY_CODES, build_engine
 from opennsps.store.records import (
     EventNotStorable,
     EventWriteOutcome,
@@ -45,7 +45,6 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     sa_exc.DisconnectionError,
     sa_exc.TimeoutError,
 )
-_SQLITE_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 log = get_logger("opennsps.store")
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
 DEADLOCK_ATTEMPTS = 5
@@ -187,7 +186,7 @@ class EventStore:
         try:
             connection.execute("BEGIN IMMEDIATE")
         except self._dbapi.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) in _SQLITE_BUSY_CODES:
+            if getattr(exc, "sqlite_errorcode", None) in SQLITE_BUSY_CODES:
                 raise RetryLater from exc
             raise StoreUnavailable(_short_reason(exc)) from exc
         try:
