@@ -39,14 +39,9 @@ class Pipeline:
         self.engine = engine
         self.owner = worker_id()
         self.handler_store = HandlerStore(engine)
-        # The worker's own writes (claims, outcomes, sent reports) may skip the fsync on
-        # SQLite: a power loss can only make work be done again. Everything else, and
-        # every write on PostgreSQL, commits durably.
-        self.work_engine = (
-            build_engine(settings.store, relaxed=True)
-            if engine.dialect.name == "sqlite"
-            else engine
-        )
+        # The worker's own writes (claims, outcomes, sent reports) do not wait for the disk:
+        # a power loss can only make work be done again. Everything else commits durably.
+        self.work_engine = build_engine(settings.store, relaxed=True)
         self.queue = DeliveryQueue(self.work_engine)
         self.circuits = CircuitStore(engine)
         self.outbox = StatusOutbox(engine, work_engine=self.work_engine)

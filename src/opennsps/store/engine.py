@@ -90,15 +90,18 @@ def is_sqlite(url: str) -> bool:
 
 
 def build_engine(config: StoreConfig, *, relaxed: bool = False) -> Engine:
-    """An engine for the store. `relaxed` (SQLite only) is for the worker's own writes on
-    the event loop (claims, attempt outcomes), whose loss means work done again: commits
-    skip the fsync (synchronous=NORMAL; they survive a crash of the process, a power loss
-    may undo them) and never wait for a lock (busy_timeout=0, see WriterBusy)."""
+    """An engine for the store. `relaxed` is for the worker's own writes (claims, attempt
+    outcomes, sent reports), whose loss means work done again: their commits do not wait
+    for the disk. On SQLite (on the event loop): synchronous=NORMAL, and never waiting for
+    a lock (busy_timeout=0, see WriterBusy). On PostgreSQL: synchronous_commit=off. Either
+    survives a crash of OpenNSPS; a power loss (or a crash of PostgreSQL) may undo the last
+    moment of them."""
     url = normalized_url(config.url)
     if is_sqlite(url):
         if relaxed:
             return _sqlite_engine(url, config, "NORMAL", busy_timeout=0.0)
         return _sqlite_engine(url, config, "FULL", busy_timeout=config.busy_timeout)
+    options = {"options": "-c synchronous_commit=off"} if relaxed else {}
     return create_engine(
         url,
         pool_size=config.pool_size,
@@ -112,6 +115,7 @@ def build_engine(config: StoreConfig, *, relaxed: bool = False) -> Engine:
             "keepalives_interval": 5,
             "keepalives_count": 3,
             "application_name": "opennsps",
+            **options,
         },
     )
 
