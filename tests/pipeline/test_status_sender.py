@@ -6,9 +6,11 @@ claim's lease has run out; a slow PortaBilling does not let another process take
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from opennsps.app import create_app
@@ -43,9 +45,8 @@ def report(i_account: int, status: str = "OK") -> StatusReport:
     return StatusReport("default", i_account, "HSS", status, None, "test")
 
 
-async def until(condition: object, timeout: float, what: str) -> None:
+async def until(condition: Callable[[], object], timeout: float, what: str) -> None:
     """Poll an awaitable-free condition from inside a running loop, bounded in time."""
-    assert callable(condition)
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
@@ -57,12 +58,31 @@ def states(outbox: StatusOutbox) -> list[str]:
         return list(connection.execute(select(status_outbox.c.state)).scalars())
 
 
-def test_reports_claimed_by_a_process_that_died_go_out_once_its_lease_runs_out(
-    store_url: str, dataset_file: Path
-) -> None:
+@pytest.fixture
+def outbox(store_url: str) -> Iterator[StatusOutbox]:
+    """The status outbox of a fresh store (SQLite and PostgreSQL)."""
     store = EventStore(StoreConfig(url=store_url))
     store.open()
-    outbox = StatusOutbox(store.engine)
+    try:
+        yield StatusOutbox(store.engine)
+    finally:
+        store.close()
+
+
+async def send_until(
+    sender: StatusSender, condition: Callable[[], bool], timeout: float, what: str
+) -> None:
+    """Run the sender until `condition` holds, then stop it."""
+    sender.start()
+    try:
+        await until(condition, timeout, what)
+    finally:
+        await sender.stop()
+
+
+def test_reports_claimed_by_a_process_that_died_go_out_once_its_lease_runs_out(
+    outbox: StatusOutbox, dataset_file: Path
+) -> None:
     now = datetime.now(UTC)
     outbox.add([report(FIRST), report(FIRST + 1, "FAILED")], now)
     # The process that claimed them died: nobody will send them, nor give them back.
@@ -70,31 +90,21 @@ def test_reports_claimed_by_a_process_that_died_go_out_once_its_lease_runs_out(
     assert len(claimed) == 2
 
     async def scenario(sandbox: Sandbox) -> None:
-        sender = StatusSender(outbox, espf(sandbox), "survivor", lease=timedelta(seconds=2))
-        sender.start()
-        try:
-            await until(lambda: outbox.backlog() == 0, 30, "the dead process's reports sent")
-        finally:
-            await sender.stop()
+        survivor = StatusSender(outbox, espf(sandbox), "survivor", lease=timedelta(seconds=2))
+        await send_until(
+            survivor, lambda: outbox.backlog() == 0, 30, "the dead process's reports sent"
+        )
 
-    try:
-        with sandbox_server(dataset_file) as sandbox:
-            asyncio.run(scenario(sandbox))
-            latest = {
-                i: sandbox.get(f"/sandbox/statuses/{i}")["latest"] for i in (FIRST, FIRST + 1)
-            }
-    finally:
-        store.close()
+    with sandbox_server(dataset_file) as sandbox:
+        asyncio.run(scenario(sandbox))
+        latest = {i: sandbox.get(f"/sandbox/statuses/{i}")["latest"] for i in (FIRST, FIRST + 1)}
     assert latest[FIRST][0]["status"] == "OK"
     assert latest[FIRST + 1][0]["status"] == "FAILED"
 
 
 def test_a_slow_portabilling_keeps_the_claim_and_the_report_goes_out_once(
-    store_url: str, dataset_file: Path
+    outbox: StatusOutbox, dataset_file: Path
 ) -> None:
-    store = EventStore(StoreConfig(url=store_url))
-    store.open()
-    outbox = StatusOutbox(store.engine)
     outbox.add([report(FIRST)], datetime.now(UTC))
 
     async def scenario(sandbox: Sandbox) -> None:
@@ -102,22 +112,19 @@ def test_a_slow_portabilling_keeps_the_claim_and_the_report_goes_out_once(
         one = StatusSender(outbox, espf(sandbox), "one", lease=lease)
         two = StatusSender(outbox, espf(sandbox), "two", lease=lease)
         one.start()
-        # Each call takes longer than a lease: only renewals keep the report claimed.
-        await until(lambda: states(outbox) == ["in_flight"], 10, "the report claimed")
-        two.start()
         try:
+            # Each call takes longer than a lease: only renewals keep the report claimed.
+            await until(lambda: states(outbox) == ["in_flight"], 10, "the report claimed")
+            two.start()
             await until(lambda: outbox.backlog() == 0, 30, "the report sent")
         finally:
             await one.stop()
             await two.stop()
 
-    try:
-        with sandbox_server(dataset_file) as sandbox:
-            sandbox.put_faults({"latency": {"espf": {"mean_ms": 1500, "distribution": "fixed"}}})
-            asyncio.run(scenario(sandbox))
-            history = sandbox.get(f"/sandbox/statuses/{FIRST}")["history"]
-    finally:
-        store.close()
+    with sandbox_server(dataset_file) as sandbox:
+        sandbox.put_faults({"latency": {"espf": {"mean_ms": 1500, "distribution": "fixed"}}})
+        asyncio.run(scenario(sandbox))
+        history = sandbox.get(f"/sandbox/statuses/{FIRST}")["history"]
     assert [entry["status"] for entry in history] == ["OK"], history
 
 
@@ -150,42 +157,28 @@ def outbox_rows(outbox: StatusOutbox) -> dict[int, tuple[str, str | None, dateti
 
 
 def test_a_batch_records_sent_refused_and_retried_reports_together(
-    store_url: str, dataset_file: Path
+    outbox: StatusOutbox, dataset_file: Path
 ) -> None:
-    store = EventStore(StoreConfig(url=store_url))
-    store.open()
-    outbox = StatusOutbox(store.engine)
     unknown = 99_999_999
     outbox.add([report(FIRST), report(unknown, "FAILED")], datetime.now(UTC))
 
     async def send_once(sandbox: Sandbox) -> None:
-        sender = StatusSender(outbox, espf(sandbox), "one")
-        sender.start()
-        try:
-            await until(lambda: outbox.backlog() == 0, 20, "both reports taken or refused")
-        finally:
-            await sender.stop()
+        one = StatusSender(outbox, espf(sandbox), "one")
+        await send_until(one, lambda: outbox.backlog() == 0, 20, "both reports taken or refused")
 
     async def send_into_outage(sandbox: Sandbox) -> None:
-        sender = StatusSender(outbox, espf(sandbox), "two")
-        sender.start()
-        try:
-            await until(
-                lambda: (outbox_rows(outbox)[FIRST + 1][1] or "") != "", 20, "the failed try"
-            )
-        finally:
-            await sender.stop()
+        two = StatusSender(outbox, espf(sandbox), "two")
+        await send_until(
+            two, lambda: (outbox_rows(outbox)[FIRST + 1][1] or "") != "", 20, "the failed try"
+        )
 
-    try:
-        with sandbox_server(dataset_file) as sandbox:
-            asyncio.run(send_once(sandbox))
-            done = outbox_rows(outbox)
-            sandbox.put_faults({"espf_outage_seconds": 60})
-            outbox.add([report(FIRST + 1)], datetime.now(UTC))
-            asyncio.run(send_into_outage(sandbox))
-            later = outbox_rows(outbox)
-    finally:
-        store.close()
+    with sandbox_server(dataset_file) as sandbox:
+        asyncio.run(send_once(sandbox))
+        done = outbox_rows(outbox)
+        sandbox.put_faults({"espf_outage_seconds": 60})
+        outbox.add([report(FIRST + 1)], datetime.now(UTC))
+        asyncio.run(send_into_outage(sandbox))
+        later = outbox_rows(outbox)
     assert done[FIRST][:2] == ("sent", None)
     state, reason, _ = done[unknown]
     assert state == "refused" and reason is not None and "404" in reason, done[unknown]
