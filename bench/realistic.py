@@ -31,7 +31,13 @@ from typing import Any
 
 import httpx
 
-from bench.common import free_port, gateway_process, postgres_database, write_result
+from bench.common import (
+    cpu_seconds,
+    free_port,
+    gateway_process,
+    postgres_database,
+    write_result,
+)
 from bench.pipeline import (
     ACCOUNTS,
     PASSWORD,
@@ -52,13 +58,6 @@ PB_LATENCY_MS = float(os.environ.get("BENCH_REAL_PB_MS", "50"))
 ALL_PATHS = ("bare_connector", "realistic", "realistic_postgres")
 PATHS = os.environ.get("BENCH_REAL_PATHS", ",".join(ALL_PATHS)).split(",")
 DRAIN_LIMIT_SECONDS = 900.0
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def metric(url: str, name: str) -> float:

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.common import gateway_process, postgres_database, write_result
+from bench.common import cpu_seconds, gateway_process, postgres_database, write_result
 from bench.pipeline import (
     Parts,
     api,
@@ -44,7 +44,6 @@ from bench.pipeline import (
     post_events,
     sandbox_and_connector,
 )
-from bench.realistic import cpu_seconds
 
 BURST = int(os.environ.get("BENCH_SCALE_BURST", "6000"))
 GATEWAYS = (1, 2, 3)

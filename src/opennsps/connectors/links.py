@@ -49,9 +49,9 @@ def sql_engine(url: str, *, wal: bool = False) -> Engine:
     writer, so a LinkStore reads it on the event loop (only for a database no other
     program opens: FreeRADIUS's own file stays as FreeRADIUS made it)."""
     parsed = make_url(url)
-    sqlite_file = parsed.drivername.startswith("sqlite") and bool(parsed.database)
-    if sqlite_file and parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    sqlite_file = parsed.database if parsed.drivername.startswith("sqlite") else None
+    if sqlite_file:
+        Path(sqlite_file).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_pre_ping=True)
     if wal and sqlite_file:
 
